@@ -1,0 +1,15 @@
+//! hookflow's database schema, for SQLite and PostgreSQL. Migrations run at every start; a
+//! migration is never edited once released — add a new one.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m0001_initial;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m0001_initial::Migration)]
+    }
+}

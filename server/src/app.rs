@@ -1,0 +1,179 @@
+//! The running application: shared state, background tasks, and the HTTP server.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use flows_engine::Registry;
+use tokio::{net::TcpListener, sync::Notify, task::JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    catalog::Catalog,
+    config::ServeArgs,
+    store::{Store, secrets::MasterKey, writer::Writer},
+    waiters::Waiters,
+};
+
+/// Everything a handler or worker needs.
+pub struct App {
+    pub store: Store,
+    pub writer: Writer,
+    pub catalog: Catalog,
+    pub registry: Registry,
+    pub key: MasterKey,
+    pub cfg: ServeArgs,
+    /// Woken when runs are queued.
+    pub wake_runs: Arc<Notify>,
+    /// Woken when deliveries are queued.
+    pub wake_deliveries: Arc<Notify>,
+    pub waiters: Waiters,
+    /// Client for outbound deliveries.
+    pub http: reqwest::Client,
+    /// This process's identity in leases.
+    pub worker_id: String,
+    pub shutdown: CancellationToken,
+}
+
+pub type AppState = Arc<App>;
+
+/// A started server: its address and how to stop it.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub app: AppState,
+    tasks: JoinSet<()>,
+}
+
+impl Running {
+    /// Stop taking requests, let running work finish, and wait for everything to end.
+    pub async fn stop(mut self) {
+        self.app.shutdown.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    /// Wait until the server stops (after `shutdown` is cancelled).
+    pub async fn wait(mut self) {
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Open the store, import flows, start workers and serve HTTP on `listener`.
+pub async fn start(cfg: ServeArgs, listener: TcpListener) -> anyhow::Result<Running> {
+    let store = cfg.db.open().await?;
+    let key = cfg.db.master_key()?;
+    let http_opts = connectors::HttpOptions::default();
+    let registry = connectors::registry(http_opts.clone());
+    let wake_runs = Arc::new(Notify::new());
+    let writer = {
+        let wake = wake_runs.clone();
+        Writer::start(store.clone(), move || wake.notify_one())
+    };
+    let app = Arc::new(App {
+        store,
+        writer,
+        catalog: Catalog::default(),
+        registry,
+        key,
+        wake_runs,
+        wake_deliveries: Arc::new(Notify::new()),
+        waiters: Waiters::default(),
+        http: http_opts.client(),
+        worker_id: flows_engine::ids::new_id("wrk"),
+        shutdown: CancellationToken::new(),
+        cfg,
+    });
+    app.catalog.reload(&app.store, &app.registry).await?;
+    for path in app.cfg.import.clone() {
+        let report = crate::flows::import_path(&app, &path).await?;
+        tracing::info!(path = %path.display(), imported = report.imported.len(), unchanged = report.unchanged.len(), "imported flows");
+    }
+    crate::metrics::handle();
+
+    let addr = listener.local_addr()?;
+    let mut tasks = JoinSet::new();
+    tasks.spawn(crate::worker::run_dispatcher(app.clone()));
+    tasks.spawn(crate::delivery::run_deliveries(app.clone()));
+    tasks.spawn(refresh_loop(app.clone()));
+    let router = crate::http::router(app.clone());
+    let shutdown = app.shutdown.clone();
+    tasks.spawn(async move {
+        let serve = axum::serve(listener, router).with_graceful_shutdown(async move { shutdown.cancelled().await });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "HTTP server stopped with an error");
+        }
+    });
+    tracing::info!(%addr, "hookflow is listening");
+    Ok(Running { addr, app, tasks })
+}
+
+/// `hookflow serve`: run until SIGINT/SIGTERM.
+pub async fn run(cfg: ServeArgs) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.listen))?;
+    let running = start(cfg, listener).await?;
+    let shutdown = running.app.shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        shutdown.cancel();
+    });
+    running.wait().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// Periodic upkeep: pick up flow changes made by other processes, publish the queue depth.
+async fn refresh_loop(app: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = app.shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = app.catalog.reload(&app.store, &app.registry).await {
+            tracing::warn!(error = %e, "could not refresh flows");
+        }
+        match app.store.queue_depth().await {
+            Ok(n) => metrics::gauge!("hookflow_queue_depth").set(n as f64),
+            Err(e) => tracing::warn!(error = %e, "could not read the queue depth"),
+        }
+    }
+}
+
+/// The application without its HTTP server and background workers, for one-shot commands.
+pub async fn open_offline(db: crate::config::DbArgs) -> anyhow::Result<AppState> {
+    let mut cfg = ServeArgs::for_data_dir(db.data_dir.clone());
+    cfg.db = db;
+    let store = cfg.db.open().await?;
+    let key = cfg.db.master_key()?;
+    let http_opts = connectors::HttpOptions::default();
+    let wake_runs = Arc::new(Notify::new());
+    let app = Arc::new(App {
+        writer: Writer::start(store.clone(), || {}),
+        store,
+        catalog: Catalog::default(),
+        registry: connectors::registry(http_opts.clone()),
+        key,
+        wake_runs,
+        wake_deliveries: Arc::new(Notify::new()),
+        waiters: Waiters::default(),
+        http: http_opts.client(),
+        worker_id: flows_engine::ids::new_id("cli"),
+        shutdown: CancellationToken::new(),
+        cfg,
+    });
+    app.catalog.reload(&app.store, &app.registry).await?;
+    Ok(app)
+}

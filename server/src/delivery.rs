@@ -1,0 +1,142 @@
+//! Outbound webhook delivery: sends queued deliveries signed per Standard Webhooks, records
+//! every attempt, and reschedules failures on the delivery schedule until they succeed or it
+//! runs out (then the delivery is `failed` and can be redelivered by hand).
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use flows_engine::{secrets::RunSecrets, template::Template};
+use rand::Rng;
+use tokio::{sync::Semaphore, task::JoinSet};
+
+use crate::{
+    app::{App, AppState},
+    store::{deliveries::AttemptResult, entities::deliveries, now_ms},
+};
+
+const LEASE_MS: i64 = 60_000;
+const TIMEOUT: Duration = Duration::from_secs(15);
+/// Most response body kept per attempt, for looking at.
+const KEEP_RESPONSE: usize = 4096;
+const CONCURRENCY: usize = 16;
+
+pub async fn run_deliveries(app: AppState) {
+    let slots = Arc::new(Semaphore::new(CONCURRENCY));
+    let mut running = JoinSet::new();
+    loop {
+        if app.shutdown.is_cancelled() {
+            break;
+        }
+        let free = slots.available_permits() as u64;
+        let claimed = if free == 0 {
+            Vec::new()
+        } else {
+            app.store.claim_deliveries(free, LEASE_MS).await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "could not claim deliveries");
+                Vec::new()
+            })
+        };
+        let idle = claimed.is_empty();
+        for d in claimed {
+            let permit = slots.clone().try_acquire_owned().expect("counted free slots");
+            let app = app.clone();
+            running.spawn(async move {
+                send(&app, d).await;
+                drop(permit);
+            });
+        }
+        while running.try_join_next().is_some() {}
+        if idle {
+            let wait = match app.store.next_delivery_due().await {
+                Ok(Some(due)) => Duration::from_millis((due - now_ms()).clamp(10, 1000) as u64),
+                _ => Duration::from_secs(1),
+            };
+            tokio::select! {
+                _ = app.shutdown.cancelled() => break,
+                _ = app.wake_deliveries.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+    while running.join_next().await.is_some() {}
+}
+
+/// One attempt of one delivery.
+async fn send(app: &App, d: deliveries::Model) {
+    let started = std::time::Instant::now();
+    let outcome = attempt(app, &d).await;
+    let duration_ms = started.elapsed().as_millis() as i64;
+    let (status, body, error) = match outcome {
+        Ok((s, b)) => (Some(s), Some(b), None),
+        Err((s, e)) => (s, None, Some(e)),
+    };
+    let succeeded = error.is_none() && status.is_some_and(|s| (200..300).contains(&s));
+    let error = error.or_else(|| (!succeeded).then(|| format!("the endpoint answered {}", status.unwrap_or(0))));
+    // 410 Gone: the receiver asks us to stop (Standard Webhooks).
+    let gone = status == Some(410);
+    let next = if succeeded || gone { None } else { next_attempt(&app.cfg.delivery_schedule.0, d.attempts as usize + 1) };
+    metrics::counter!("hookflow_deliveries_total", "status" => if succeeded { "succeeded" } else if next.is_some() { "retrying" } else { "failed" })
+        .increment(1);
+    let result = AttemptResult { response_status: status, response_body: body, error, duration_ms, next_attempt_at: next, succeeded };
+    if let Err(e) = app.store.record_delivery_attempt(&d, result).await {
+        tracing::error!(delivery = %d.id, error = %e, "could not record a delivery attempt; it will be retried");
+    }
+}
+
+/// When attempt number `done + 1` is due, with ±20 % jitter; `None` when the schedule is spent.
+fn next_attempt(schedule: &[Duration], done: usize) -> Option<i64> {
+    let delay = schedule.get(done)?;
+    let jitter = rand::rng().random_range(0.8..=1.2);
+    Some(now_ms() + (delay.as_millis() as f64 * jitter) as i64)
+}
+
+/// Send the request: `Ok((status, body))` when an answer came, `Err((status, error))` otherwise.
+async fn attempt(app: &App, d: &deliveries::Model) -> Result<(i32, String), (Option<i32>, String)> {
+    let mut req = app
+        .http
+        .post(&d.url)
+        .timeout(TIMEOUT)
+        .header("content-type", "application/json")
+        .header("webhook-id", &d.id);
+    if let Some(secret_src) = &d.secret {
+        let secret = render_secret(app, secret_src).await.map_err(|e| (None, e))?;
+        let ts = chrono::Utc::now().timestamp();
+        let sig = connectors::signing::sign(&secret, &d.id, ts, d.body.as_bytes()).map_err(|e| (None, e))?;
+        req = req.header("webhook-timestamp", ts.to_string()).header("webhook-signature", sig);
+    } else {
+        req = req.header("webhook-timestamp", chrono::Utc::now().timestamp().to_string());
+    }
+    let resp = req.body(d.body.clone()).send().await.map_err(|e| (None, format!("{e}")))?;
+    let status = resp.status().as_u16() as i32;
+    let body = connectors::http::read_capped(resp, 1024 * 1024).await.unwrap_or_default();
+    let mut text = String::from_utf8_lossy(&body).into_owned();
+    if text.len() > KEEP_RESPONSE {
+        let cut = (0..=KEEP_RESPONSE).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+        text.truncate(cut);
+    }
+    Ok((status, text))
+}
+
+/// Render a stored secret template (`{{ secrets.NAME }}` or a literal) with secrets only.
+async fn render_secret(app: &App, src: &str) -> Result<String, String> {
+    let t = Template::compile(src).map_err(|e| format!("signing secret: {e}"))?;
+    let secrets: HashMap<String, String> = if t.secret_refs().is_empty() {
+        HashMap::new()
+    } else {
+        app.store.load_secrets(&app.key).await.map_err(|e| e.to_string())?
+    };
+    let rs = RunSecrets::new(&secrets);
+    t.render_string(&serde_json::Value::Null, &rs).map_err(|e| format!("signing secret: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_runs_out() {
+        let s = [Duration::ZERO, Duration::from_secs(5)];
+        let t = next_attempt(&s, 1).unwrap() - now_ms();
+        assert!((3_900..=6_100).contains(&t), "{t}");
+        assert!(next_attempt(&s, 2).is_none());
+    }
+}

@@ -1,0 +1,185 @@
+//! Turning a request (or a manual payload, a replay, a chained body) into a queued run. For a
+//! webhook, the event and its run are committed together before anyone answers 2xx.
+
+use axum::{
+    body::Bytes,
+    http::{HeaderMap, Method},
+};
+use flows_engine::{RunStatus, ids::new_id};
+use sea_orm::Set;
+use serde_json::{Map, Value, json};
+
+use crate::{
+    app::App,
+    error::Error,
+    store::{
+        entities::{events, runs},
+        now_ms, rfc3339,
+        writer::NewRun,
+    },
+};
+
+/// A parsed request body, by its declared content type.
+pub fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, Error> {
+    let ct = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if ct == "application/json" || ct.ends_with("+json") {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Value::Null);
+        }
+        return serde_json::from_slice(body).map_err(|e| Error::BadRequest(format!("the body is not valid JSON: {e}")));
+    }
+    if ct == "application/x-www-form-urlencoded" {
+        return Ok(form_object(body));
+    }
+    Ok(Value::String(String::from_utf8_lossy(body).into_owned()))
+}
+
+/// Form or query pairs as an object; a repeated key becomes an array.
+pub fn form_object(raw: &[u8]) -> Value {
+    let mut map = Map::new();
+    for (k, v) in url::form_urlencoded::parse(raw) {
+        let v = Value::String(v.into_owned());
+        match map.get_mut(k.as_ref()) {
+            Some(Value::Array(items)) => items.push(v),
+            Some(existing) => *existing = Value::Array(vec![existing.take(), v]),
+            None => {
+                map.insert(k.into_owned(), v);
+            }
+        }
+    }
+    Value::Object(map)
+}
+
+/// An inbound webhook request, after routing and size checks.
+pub struct Inbound {
+    pub method: Method,
+    pub path: String,
+    pub headers: HeaderMap,
+    pub query: Option<String>,
+    pub body: Bytes,
+}
+
+/// Queue a run of `flow` (at `version`) for an inbound request; returns the run id once the
+/// event and the run are committed.
+pub async fn accept_webhook(app: &App, flow: &str, version: i64, req: Inbound) -> Result<String, Error> {
+    let body = parse_body(&req.headers, &req.body)?;
+    let now = now_ms();
+    let headers = connectors::http::header_object(&req.headers);
+    let query = form_object(req.query.as_deref().unwrap_or("").as_bytes());
+    let trigger = json!({
+        "method": req.method.as_str(), "path": req.path, "headers": headers, "query": query,
+        "body": body, "received_at": rfc3339(now), "source": null,
+    });
+    let event_id = new_id("evt");
+    let event = events::ActiveModel {
+        id: Set(event_id.clone()),
+        flow: Set(flow.to_string()),
+        method: Set(req.method.to_string()),
+        path: Set(req.path),
+        headers: Set(headers.to_string()),
+        query: Set(query.to_string()),
+        body: Set(req.body.to_vec()),
+        received_at: Set(now),
+        dedupe_key: Set(None),
+    };
+    let run = new_run(flow, version, &trigger, 0, None, None);
+    let id = run.id.clone().unwrap();
+    app.writer.submit(NewRun { event: Some(event), run: run.with_event(event_id) }).await?;
+    Ok(id)
+}
+
+/// A run started without a request: manual, replayed, or chained from another flow.
+pub struct Started {
+    pub body: Value,
+    pub source: Value,
+    pub depth: i32,
+    pub parent: Option<(String, String)>,
+    pub key: Option<String>,
+    pub method: &'static str,
+}
+
+impl Started {
+    pub fn manual(body: Value) -> Self {
+        Self { body, source: Value::Null, depth: 0, parent: None, key: None, method: "POST" }
+    }
+}
+
+/// Queue a run of `flow` with a synthetic trigger; returns the run id once committed.
+pub async fn start_run(app: &App, flow: &str, version: i64, s: Started) -> Result<String, Error> {
+    let trigger = json!({
+        "method": s.method, "path": null, "headers": {}, "query": {},
+        "body": s.body, "received_at": rfc3339(now_ms()), "source": s.source,
+    });
+    queue_trigger(app, flow, version, &trigger, s.depth, s.parent, s.key).await
+}
+
+/// Queue a run for an existing trigger document (replay keeps the original request).
+pub async fn queue_trigger(
+    app: &App,
+    flow: &str,
+    version: i64,
+    trigger: &Value,
+    depth: i32,
+    parent: Option<(String, String)>,
+    key: Option<String>,
+) -> Result<String, Error> {
+    let run = new_run(flow, version, trigger, depth, parent, key);
+    let id = run.id.clone().unwrap();
+    app.writer.submit(NewRun { event: None, run: run.into_active() }).await?;
+    Ok(id)
+}
+
+/// The fields of a new queued run.
+struct RunRow(runs::ActiveModel);
+
+impl RunRow {
+    fn with_event(mut self, event_id: String) -> runs::ActiveModel {
+        self.0.event_id = Set(Some(event_id));
+        self.0
+    }
+
+    fn into_active(self) -> runs::ActiveModel {
+        self.0
+    }
+}
+
+impl std::ops::Deref for RunRow {
+    type Target = runs::ActiveModel;
+    fn deref(&self) -> &runs::ActiveModel {
+        &self.0
+    }
+}
+
+fn new_run(flow: &str, version: i64, trigger: &Value, depth: i32, parent: Option<(String, String)>, key: Option<String>) -> RunRow {
+    let now = now_ms();
+    let (parent_run, parent_step) = parent.unzip();
+    RunRow(runs::ActiveModel {
+        id: Set(new_id("run")),
+        flow: Set(flow.to_string()),
+        version: Set(version),
+        event_id: Set(None),
+        status: Set(RunStatus::Queued.as_str().to_string()),
+        attempt: Set(1),
+        trigger: Set(trigger.to_string()),
+        parent_run: Set(parent_run),
+        parent_step: Set(parent_step),
+        depth: Set(depth),
+        idempotency_key: Set(key),
+        error: Set(None),
+        output: Set(None),
+        worker: Set(None),
+        lease_until: Set(None),
+        available_at: Set(now),
+        created_at: Set(now),
+        started_at: Set(None),
+        finished_at: Set(None),
+    })
+}

@@ -1,0 +1,19 @@
+//! hookflow's server: configuration, the axum application, ingress, the JSON API, the workers
+//! that execute runs and deliver outbound webhooks, and the command line.
+
+pub mod app;
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod delivery;
+pub mod error;
+pub mod flows;
+pub mod http;
+pub mod ingest;
+pub mod metrics;
+pub mod store;
+pub mod waiters;
+pub mod worker;
+
+pub use app::{App, run, start};
+pub use config::ServeArgs;

@@ -1,0 +1,120 @@
+//! Persistence over sea-orm, for SQLite and PostgreSQL. The `runs` table is the queue; the SQL
+//! that claims work (leases, `SKIP LOCKED`) lives in [`queue`].
+
+use std::{path::Path, time::Duration};
+
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr, Statement, Value as DbValue,
+};
+
+pub mod deliveries;
+pub mod entities;
+pub mod flows;
+pub mod inbox;
+pub mod queue;
+pub mod runs;
+pub mod secrets;
+pub mod tokens;
+pub mod writer;
+
+use migrations::{Migrator, MigratorTrait};
+
+/// How hard SQLite works to make a commit durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SqliteSync {
+    /// fsync on every commit: an acknowledged webhook survives a power cut.
+    Full,
+    /// fsync at checkpoints only: survives a crash of the process, not of the machine.
+    Normal,
+}
+
+/// The database handle shared by the whole process.
+#[derive(Clone)]
+pub struct Store {
+    pub db: DatabaseConnection,
+}
+
+impl Store {
+    /// Connect, tune and migrate. `url` is `sqlite://<file>` or `postgres://...`.
+    pub async fn open(url: &str, sync: SqliteSync) -> Result<Store, DbErr> {
+        let mut opts = ConnectOptions::new(url.to_string());
+        opts.sqlx_logging(false).acquire_timeout(Duration::from_secs(10));
+        if url.starts_with("sqlite:") {
+            // One writer at a time is SQLite's model; a few connections let reads run alongside.
+            opts.max_connections(8).min_connections(1).map_sqlx_sqlite_opts(move |o| {
+                use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+                o.journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(match sync {
+                        SqliteSync::Full => SqliteSynchronous::Full,
+                        SqliteSync::Normal => SqliteSynchronous::Normal,
+                    })
+                    .busy_timeout(Duration::from_secs(10))
+                    .create_if_missing(true)
+            });
+        } else {
+            opts.max_connections(16).min_connections(1);
+        }
+        let db = Database::connect(opts).await?;
+        Migrator::up(&db, None).await?;
+        Ok(Store { db })
+    }
+
+    /// `sqlite://<dir>/hookflow.db` for a data directory.
+    pub fn sqlite_url(data_dir: &Path) -> String {
+        format!("sqlite://{}?mode=rwc", data_dir.join("hookflow.db").display())
+    }
+
+    pub fn backend(&self) -> DatabaseBackend {
+        self.db.get_database_backend()
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.backend() == DatabaseBackend::Postgres
+    }
+
+    /// A raw statement written with `$1, $2, ...` placeholders, for either backend.
+    pub fn stmt(&self, sql: &str, values: Vec<DbValue>) -> Statement {
+        let sql = if self.is_postgres() { sql.to_string() } else { sqlite_placeholders(sql) };
+        Statement::from_sql_and_values(self.backend(), sql, values)
+    }
+
+    pub async fn ping(&self) -> Result<(), DbErr> {
+        self.db.execute_unprepared("SELECT 1").await.map(|_| ())
+    }
+}
+
+/// SQLite takes `?NNN` for numbered parameters.
+fn sqlite_placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
+            out.push('?');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// A stored millisecond time as RFC 3339.
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbered_placeholders_for_sqlite() {
+        assert_eq!(sqlite_placeholders("a = $1 AND b = $12 AND c = '$'"), "a = ?1 AND b = ?12 AND c = '$'");
+    }
+}

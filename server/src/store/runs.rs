@@ -1,0 +1,165 @@
+//! Runs and their step records: what the API shows and what a resumed run keeps.
+
+use flows_engine::{StepRecord, StepStatus};
+use sea_orm::{
+    ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    sea_query::OnConflict,
+};
+use serde_json::{Value, json};
+
+use super::{
+    Store,
+    entities::{runs, step_runs},
+    now_ms, rfc3339,
+};
+use crate::error::Error;
+
+/// Filters of the run list.
+#[derive(Debug, Default, Clone)]
+pub struct RunFilter {
+    pub flow: Option<String>,
+    pub status: Option<String>,
+    /// Runs older than this id (ids sort by creation time).
+    pub cursor: Option<String>,
+    pub limit: u64,
+}
+
+fn json_text(v: &Option<String>) -> Value {
+    v.as_deref().and_then(|t| serde_json::from_str(t).ok()).unwrap_or(Value::Null)
+}
+
+/// A run as the API shows it in lists.
+pub fn run_summary(r: &runs::Model) -> Value {
+    let duration_ms = match (r.started_at, r.finished_at) {
+        (Some(s), Some(f)) => json!(f - s),
+        _ => Value::Null,
+    };
+    json!({
+        "id": r.id, "flow": r.flow, "version": r.version, "status": r.status, "attempt": r.attempt,
+        "parent": r.parent_run.as_ref().map(|p| json!({"run_id": p, "step": r.parent_step})),
+        "created_at": rfc3339(r.created_at),
+        "started_at": r.started_at.map(rfc3339),
+        "finished_at": r.finished_at.map(rfc3339),
+        "duration_ms": duration_ms,
+        "error": r.error,
+    })
+}
+
+pub fn step_json(s: &step_runs::Model) -> Value {
+    json!({
+        "step_id": s.step_id, "status": s.status,
+        "input": json_text(&s.input), "output": json_text(&s.output), "error": s.error,
+        "attempts": s.attempts, "started_at": rfc3339(s.started_at), "duration_ms": s.duration_ms,
+    })
+}
+
+pub fn step_record(s: &step_runs::Model) -> Option<StepRecord> {
+    Some(StepRecord {
+        step_id: s.step_id.clone(),
+        status: StepStatus::parse(&s.status)?,
+        input: json_text(&s.input),
+        output: s.output.as_deref().and_then(|t| serde_json::from_str(t).ok()),
+        error: s.error.clone(),
+        attempts: s.attempts as u32,
+        started_at: chrono::DateTime::from_timestamp_millis(s.started_at).unwrap_or_default(),
+        duration_ms: s.duration_ms as u64,
+    })
+}
+
+impl Store {
+    pub async fn get_run(&self, id: &str) -> Result<Option<runs::Model>, Error> {
+        Ok(runs::Entity::find_by_id(id.to_string()).one(&self.db).await?)
+    }
+
+    pub async fn find_run_by_key(&self, key: &str) -> Result<Option<runs::Model>, Error> {
+        Ok(runs::Entity::find().filter(runs::Column::IdempotencyKey.eq(key)).one(&self.db).await?)
+    }
+
+    pub async fn list_runs(&self, f: &RunFilter) -> Result<Vec<runs::Model>, Error> {
+        let mut cond = Condition::all();
+        if let Some(flow) = &f.flow {
+            cond = cond.add(runs::Column::Flow.eq(flow.as_str()));
+        }
+        if let Some(status) = &f.status {
+            cond = cond.add(runs::Column::Status.eq(status.as_str()));
+        }
+        if let Some(cursor) = &f.cursor {
+            cond = cond.add(runs::Column::Id.lt(cursor.as_str()));
+        }
+        Ok(runs::Entity::find().filter(cond).order_by_desc(runs::Column::Id).limit(f.limit).all(&self.db).await?)
+    }
+
+    pub async fn run_steps(&self, run_id: &str) -> Result<Vec<step_runs::Model>, Error> {
+        Ok(step_runs::Entity::find()
+            .filter(step_runs::Column::RunId.eq(run_id))
+            .order_by_asc(step_runs::Column::StartedAt)
+            .all(&self.db)
+            .await?)
+    }
+
+    pub async fn child_runs(&self, run_id: &str) -> Result<Vec<runs::Model>, Error> {
+        Ok(runs::Entity::find().filter(runs::Column::ParentRun.eq(run_id)).order_by_asc(runs::Column::Id).all(&self.db).await?)
+    }
+
+    /// Record one finished step (replacing an earlier record of the same step, e.g. on retry).
+    pub async fn record_step(&self, run_id: &str, rec: &StepRecord) -> Result<(), Error> {
+        let text = |v: &Value| serde_json::to_string(v).ok();
+        let row = step_runs::ActiveModel {
+            run_id: Set(run_id.to_string()),
+            step_id: Set(rec.step_id.clone()),
+            status: Set(rec.status.as_str().to_string()),
+            input: Set(text(&rec.input)),
+            output: Set(rec.output.as_ref().and_then(text)),
+            error: Set(rec.error.clone()),
+            attempts: Set(rec.attempts as i32),
+            started_at: Set(rec.started_at.timestamp_millis()),
+            duration_ms: Set(rec.duration_ms as i64),
+        };
+        step_runs::Entity::insert(row)
+            .on_conflict(
+                OnConflict::columns([step_runs::Column::RunId, step_runs::Column::StepId])
+                    .update_columns([
+                        step_runs::Column::Status,
+                        step_runs::Column::Input,
+                        step_runs::Column::Output,
+                        step_runs::Column::Error,
+                        step_runs::Column::Attempts,
+                        step_runs::Column::StartedAt,
+                        step_runs::Column::DurationMs,
+                    ])
+                    .to_owned(),
+            )
+            .exec_without_returning(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Queue a failed run again as a new attempt: its failed and skipped steps are forgotten,
+    /// its succeeded steps are kept and not run again. `None` if the run is not failed.
+    pub async fn retry_run(&self, id: &str) -> Result<Option<runs::Model>, Error> {
+        let txn = self.db.begin().await?;
+        let Some(run) = runs::Entity::find_by_id(id.to_string()).one(&txn).await? else {
+            return Ok(None);
+        };
+        if run.status != "failed" {
+            return Ok(None);
+        }
+        step_runs::Entity::delete_many()
+            .filter(step_runs::Column::RunId.eq(id))
+            .filter(step_runs::Column::Status.is_in(["failed", "skipped"]))
+            .exec(&txn)
+            .await?;
+        let mut row: runs::ActiveModel = run.clone().into();
+        row.status = Set("queued".into());
+        row.attempt = Set(run.attempt + 1);
+        row.error = Set(None);
+        row.output = Set(None);
+        row.worker = Set(None);
+        row.lease_until = Set(None);
+        row.finished_at = Set(None);
+        row.available_at = Set(now_ms());
+        let updated = sea_orm::ActiveModelTrait::update(row, &txn).await?;
+        txn.commit().await?;
+        Ok(Some(updated))
+    }
+}
