@@ -6,10 +6,12 @@ use std::sync::Arc;
 use flows_engine::Registry;
 
 mod config;
+pub mod egress;
 pub mod filter;
 pub mod http;
 pub mod signing;
 pub mod transform;
+pub mod verify;
 pub mod webhook_out;
 
 pub use http::HttpOptions;

@@ -59,7 +59,7 @@ impl Running {
 pub async fn start(cfg: ServeArgs, listener: TcpListener) -> anyhow::Result<Running> {
     let store = cfg.db.open().await?;
     let key = cfg.db.master_key()?;
-    let http_opts = connectors::HttpOptions::default();
+    let http_opts = connectors::HttpOptions { allow_private_targets: cfg.allow_private_targets, ..Default::default() };
     let registry = connectors::registry(http_opts.clone());
     let wake_runs = Arc::new(Notify::new());
     let writer = {
@@ -153,12 +153,13 @@ async fn refresh_loop(app: AppState) {
 }
 
 /// The application without its HTTP server and background workers, for one-shot commands.
-pub async fn open_offline(db: crate::config::DbArgs) -> anyhow::Result<AppState> {
+pub async fn open_offline(db: crate::config::DbArgs, allow_private_targets: bool) -> anyhow::Result<AppState> {
     let mut cfg = ServeArgs::for_data_dir(db.data_dir.clone());
     cfg.db = db;
+    cfg.allow_private_targets = allow_private_targets;
     let store = cfg.db.open().await?;
     let key = cfg.db.master_key()?;
-    let http_opts = connectors::HttpOptions::default();
+    let http_opts = connectors::HttpOptions { allow_private_targets, ..Default::default() };
     let wake_runs = Arc::new(Notify::new());
     let app = Arc::new(App {
         writer: Writer::start(store.clone(), || {}),

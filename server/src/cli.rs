@@ -59,6 +59,9 @@ pub enum Command {
         /// The trigger body: JSON, or @file.
         #[arg(long, default_value = "{}")]
         payload: String,
+        /// Let http steps reach loopback and private addresses.
+        #[arg(long, env = "HOOKFLOW_ALLOW_PRIVATE_TARGETS")]
+        allow_private_targets: bool,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -100,7 +103,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<bool> {
         Command::Serve(args) => crate::app::run(*args).await.map(|()| true),
         Command::Validate { files } => validate(&files),
         Command::Import { files, on_conflict, db } => {
-            let app = open_offline(db).await?;
+            let app = open_offline(db, false).await?;
             let mut flows_list = Vec::new();
             for f in &files {
                 let doc = flows::read_flow_files(f)?;
@@ -136,7 +139,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<bool> {
             }
             Ok(true)
         }
-        Command::Run { flow, payload, db } => run_once(&flow, &payload, db).await,
+        Command::Run { flow, payload, allow_private_targets, db } => run_once(&flow, &payload, allow_private_targets, db).await,
         Command::Token { command: TokenCommand::Create { name, db } } => {
             let store = db.open().await?;
             println!("{}", store.create_token(&name).await?);
@@ -184,7 +187,7 @@ fn validate(files: &[PathBuf]) -> anyhow::Result<bool> {
     Ok(ok)
 }
 
-async fn run_once(flow: &str, payload: &str, mut db: DbArgs) -> anyhow::Result<bool> {
+async fn run_once(flow: &str, payload: &str, allow_private: bool, mut db: DbArgs) -> anyhow::Result<bool> {
     let payload: Value = match payload.strip_prefix('@') {
         Some(file) => serde_json::from_str(&std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("reading {file}: {e}"))?)?,
         None => serde_json::from_str(payload).map_err(|e| anyhow::anyhow!("--payload is not valid JSON: {e}"))?,
@@ -197,14 +200,14 @@ async fn run_once(flow: &str, payload: &str, mut db: DbArgs) -> anyhow::Result<b
         db.database_url = None;
         db.data_dir = dir.clone();
         _tmp = TempDir(dir);
-        let app = open_offline(db.clone()).await?;
+        let app = open_offline(db.clone(), allow_private).await?;
         let doc = flows::read_flow_files(&path)?;
         flows::import(&app, doc, OnConflict::Replace).await?;
         app.catalog.names().into_iter().next().ok_or_else(|| anyhow::anyhow!("{} holds no flow", path.display()))?
     } else {
         flow.to_string()
     };
-    let app = open_offline(db).await?;
+    let app = open_offline(db, allow_private).await?;
     let (version, _) = app.catalog.current(&name).ok_or_else(|| anyhow::anyhow!("no flow named '{name}'"))?;
     let run_id = start_run(&app, &name, version, Started::manual(payload)).await?;
     let run = app.store.claim_run(&run_id, &app.worker_id, crate::worker::LEASE_MS).await?.ok_or_else(|| anyhow::anyhow!("run vanished"))?;

@@ -1,0 +1,9 @@
+//! Integration tests: the real server over HTTP, like a user.
+
+mod cli;
+mod deliveries;
+mod flows_api;
+mod ingress;
+mod runs;
+mod steps;
+mod utils;
