@@ -43,9 +43,12 @@ impl Compiler {
         map.iter()
             .filter_map(|(k, v)| match v {
                 Value::String(s) => Some((k.clone(), self.template(&key_path(at, k), s))),
-                Value::Number(_) | Value::Bool(_) => Some((k.clone(), self.template(&key_path(at, k), &v.to_string()))),
+                Value::Number(_) | Value::Bool(_) => {
+                    Some((k.clone(), self.template(&key_path(at, k), &v.to_string())))
+                }
                 _ => {
-                    self.issues.push(Issue::new(key_path(at, k), "must be a string"));
+                    self.issues
+                        .push(Issue::new(key_path(at, k), "must be a string"));
                     None
                 }
             })
@@ -53,10 +56,18 @@ impl Compiler {
     }
 
     pub fn finish<T>(self, value: T) -> Result<T, Vec<Issue>> {
-        if self.issues.is_empty() { Ok(value) } else { Err(self.issues) }
+        if self.issues.is_empty() {
+            Ok(value)
+        } else {
+            Err(self.issues)
+        }
     }
 }
 
 pub(crate) fn secret_names<'a>(templates: impl IntoIterator<Item = &'a Template>) -> Vec<String> {
-    templates.into_iter().flat_map(|t| t.secret_refs()).map(str::to_string).collect()
+    templates
+        .into_iter()
+        .flat_map(|t| t.secret_refs())
+        .map(str::to_string)
+        .collect()
 }

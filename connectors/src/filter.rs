@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use flows_engine::{Connector, Issue, StepCx, StepExec, StepFailure, StepOutcome, condition::Condition};
+use flows_engine::{
+    Connector, Issue, StepCx, StepExec, StepFailure, StepOutcome, condition::Condition,
+};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -34,8 +36,12 @@ impl Connector for FilterConnector {
 
     fn prepare(&self, config: &Map<String, Value>) -> Result<Arc<dyn StepExec>, Vec<Issue>> {
         let cfg: FilterConfig = config::parse(config)?;
-        let condition = Condition::compile(&cfg.condition)
-            .map_err(|issues| issues.into_iter().map(|i| i.under("condition")).collect::<Vec<_>>())?;
+        let condition = Condition::compile(&cfg.condition).map_err(|issues| {
+            issues
+                .into_iter()
+                .map(|i| i.under("condition"))
+                .collect::<Vec<_>>()
+        })?;
         Ok(Arc::new(Filter { condition }))
     }
 }
@@ -43,9 +49,16 @@ impl Connector for FilterConnector {
 #[async_trait]
 impl StepExec for Filter {
     async fn run(&self, cx: &StepCx<'_>) -> Result<StepOutcome, StepFailure> {
-        let pass = self.condition.eval(cx.ctx, cx.secrets).map_err(|e| StepFailure::new(e.to_string()))?;
+        let pass = self
+            .condition
+            .eval(cx.ctx, cx.secrets)
+            .map_err(|e| StepFailure::new(e.to_string()))?;
         let input = cx.ctx.get("input").cloned().unwrap_or(Value::Null);
-        Ok(StepOutcome { output: input, attempts: 1, proceed: pass })
+        Ok(StepOutcome {
+            output: input,
+            attempts: 1,
+            proceed: pass,
+        })
     }
 
     fn summary(&self) -> String {
@@ -53,6 +66,10 @@ impl StepExec for Filter {
     }
 
     fn secret_refs(&self) -> Vec<String> {
-        self.condition.secret_refs().into_iter().map(str::to_string).collect()
+        self.condition
+            .secret_refs()
+            .into_iter()
+            .map(str::to_string)
+            .collect()
     }
 }

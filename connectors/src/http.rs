@@ -319,7 +319,9 @@ impl HttpStep {
             req = req.query(&query);
         }
         // Lets receivers that support it drop a retried call they already handled.
-        req = req.header("idempotency-key", format!("{}:{}", cx.run.id, cx.step_id));
+        if !self.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("idempotency-key")) {
+            req = req.header("idempotency-key", format!("{}:{}", cx.run.id, cx.step_id));
+        }
         for (k, t) in &self.headers {
             req = req.header(k.as_str(), render(t)?);
         }
@@ -364,10 +366,11 @@ impl HttpStep {
         let bytes = read_capped(resp, self.max_response_bytes)
             .await
             .map_err(|error| AttemptError {
+                // The endpoint already acted on the request; sending it again is not safe.
                 error,
-                retryable: true,
+                retryable: false,
                 retry_after: None,
-                response: None,
+                response: Some(json!({"status": status, "headers": headers.clone()})),
             })?;
         let body = if is_json {
             serde_json::from_slice(&bytes)

@@ -33,6 +33,9 @@ mod tests {
     #[test]
     fn registry_lists_every_kind_once() {
         let r = registry(HttpOptions::default());
-        assert_eq!(r.kinds().collect::<Vec<_>>(), ["filter", "http", "transform", "webhook_out"]);
+        assert_eq!(
+            r.kinds().collect::<Vec<_>>(),
+            ["filter", "http", "transform", "webhook_out"]
+        );
     }
 }

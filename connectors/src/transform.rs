@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use flows_engine::{Connector, Issue, StepCx, StepExec, StepFailure, StepOutcome, template::TemplateValue};
+use flows_engine::{
+    Connector, Issue, StepCx, StepExec, StepFailure, StepOutcome, template::TemplateValue,
+};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -43,7 +45,10 @@ impl Connector for TransformConnector {
 #[async_trait]
 impl StepExec for Transform {
     async fn run(&self, cx: &StepCx<'_>) -> Result<StepOutcome, StepFailure> {
-        self.output.render(cx.ctx, cx.secrets).map(StepOutcome::done).map_err(|e| StepFailure::new(e.to_string()))
+        self.output
+            .render(cx.ctx, cx.secrets)
+            .map(StepOutcome::done)
+            .map_err(|e| StepFailure::new(e.to_string()))
     }
 
     fn summary(&self) -> String {
@@ -57,6 +62,10 @@ impl StepExec for Transform {
     }
 
     fn secret_refs(&self) -> Vec<String> {
-        self.output.secret_refs().into_iter().map(str::to_string).collect()
+        self.output
+            .secret_refs()
+            .into_iter()
+            .map(str::to_string)
+            .collect()
     }
 }

@@ -61,26 +61,49 @@ impl Connector for WebhookOutConnector {
     fn prepare(&self, config: &Map<String, Value>) -> Result<Arc<dyn StepExec>, Vec<Issue>> {
         let cfg: WebhookOutConfig = config::parse(config)?;
         let mut c = Compiler::default();
+        if cfg.flow.is_some() && !cfg.flows.is_empty() {
+            c.issues.push(Issue::new("flows", "use either flow (one) or flows (several), not both"));
+        }
+        if cfg.url.is_some() && !cfg.urls.is_empty() {
+            c.issues.push(Issue::new("urls", "use either url (one) or urls (several), not both"));
+        }
         let (flows_at, flows): (Vec<String>, Vec<String>) = match cfg.flow {
             Some(f) => (vec!["flow".to_string()], vec![f]),
-            None => (cfg.flows.iter().enumerate().map(|(i, _)| index_path("flows", i)).collect(), cfg.flows),
+            None => (
+                cfg.flows
+                    .iter()
+                    .enumerate()
+                    .map(|(i, _)| index_path("flows", i))
+                    .collect(),
+                cfg.flows,
+            ),
         };
         for (at, f) in flows_at.iter().zip(&flows) {
             if !is_flow_name(f) {
-                c.issues.push(Issue::new(at, format!("'{f}' is not a flow name")));
+                c.issues
+                    .push(Issue::new(at, format!("'{f}' is not a flow name")));
             }
         }
         for (i, f) in flows.iter().enumerate() {
             if flows[..i].contains(f) {
-                c.issues.push(Issue::new(&flows_at[i], format!("flow '{f}' is listed twice")));
+                c.issues.push(Issue::new(
+                    &flows_at[i],
+                    format!("flow '{f}' is listed twice"),
+                ));
             }
         }
         let urls: Vec<Template> = match cfg.url {
             Some(u) => vec![url_template(&mut c, "url", &u)],
-            None => cfg.urls.iter().enumerate().map(|(i, u)| url_template(&mut c, &index_path("urls", i), u)).collect(),
+            None => cfg
+                .urls
+                .iter()
+                .enumerate()
+                .map(|(i, u)| url_template(&mut c, &index_path("urls", i), u))
+                .collect(),
         };
         if flows.is_empty() && urls.is_empty() {
-            c.issues.push(Issue::new("", "name a target: flow, flows, url or urls"));
+            c.issues
+                .push(Issue::new("", "name a target: flow, flows, url or urls"));
         }
         let body = match &cfg.body {
             Some(b) => c.value("body", b),
@@ -88,9 +111,18 @@ impl Connector for WebhookOutConnector {
         };
         let secret = cfg.secret.as_deref().map(|s| c.template("secret", s));
         if secret.is_some() && urls.is_empty() {
-            c.issues.push(Issue::new("secret", "only deliveries to a url are signed; chaining to flows needs no secret"));
+            c.issues.push(Issue::new(
+                "secret",
+                "only deliveries to a url are signed; chaining to flows needs no secret",
+            ));
         }
-        c.finish(Arc::new(WebhookOut { flows, urls, body, secret, wait: cfg.wait }) as Arc<dyn StepExec>)
+        c.finish(Arc::new(WebhookOut {
+            flows,
+            urls,
+            body,
+            secret,
+            wait: cfg.wait,
+        }) as Arc<dyn StepExec>)
     }
 }
 
@@ -99,8 +131,13 @@ fn url_template(c: &mut Compiler, at: &str, src: &str) -> Template {
     if t.is_literal() {
         match url::Url::parse(src) {
             Ok(u) if matches!(u.scheme(), "http" | "https") => {}
-            Ok(u) => c.issues.push(Issue::new(at, format!("scheme '{}' is not allowed; use http or https", u.scheme()))),
-            Err(e) => c.issues.push(Issue::new(at, format!("not a valid URL: {e}"))),
+            Ok(u) => c.issues.push(Issue::new(
+                at,
+                format!("scheme '{}' is not allowed; use http or https", u.scheme()),
+            )),
+            Err(e) => c
+                .issues
+                .push(Issue::new(at, format!("not a valid URL: {e}"))),
         }
     }
     t
@@ -109,7 +146,10 @@ fn url_template(c: &mut Compiler, at: &str, src: &str) -> Template {
 #[async_trait]
 impl StepExec for WebhookOut {
     async fn run(&self, cx: &StepCx<'_>) -> Result<StepOutcome, StepFailure> {
-        let body = self.body.render(cx.ctx, cx.secrets).map_err(|e| StepFailure::new(e.to_string()))?;
+        let body = self
+            .body
+            .render(cx.ctx, cx.secrets)
+            .map_err(|e| StepFailure::new(e.to_string()))?;
         let mut runs = Vec::new();
         if !self.flows.is_empty() && cx.run.depth + 1 > MAX_CHAIN_DEPTH {
             return Err(StepFailure::new(format!(
@@ -125,12 +165,18 @@ impl StepExec for WebhookOut {
                 depth: cx.run.depth + 1,
                 key: format!("{}:{}:flow:{flow}", cx.run.id, cx.step_id),
             };
-            let run_id = cx.dispatch.chain(req).await.map_err(|e| StepFailure::new(format!("chaining to '{flow}': {e}")))?;
+            let run_id = cx
+                .dispatch
+                .chain(req)
+                .await
+                .map_err(|e| StepFailure::new(format!("chaining to '{flow}': {e}")))?;
             runs.push(json!({"flow": flow, "run_id": run_id}));
         }
         let mut deliveries = Vec::new();
         for (i, url) in self.urls.iter().enumerate() {
-            let url = url.render_string(cx.ctx, cx.secrets).map_err(|e| StepFailure::new(e.to_string()))?;
+            let url = url
+                .render_string(cx.ctx, cx.secrets)
+                .map_err(|e| StepFailure::new(e.to_string()))?;
             let req = DeliveryRequest {
                 url: url.clone(),
                 body: body.clone(),
@@ -139,18 +185,30 @@ impl StepExec for WebhookOut {
                 step_id: cx.step_id.to_string(),
                 key: format!("{}:{}:url:{i}", cx.run.id, cx.step_id),
             };
-            let id = cx.dispatch.deliver(req).await.map_err(|e| StepFailure::new(format!("queueing delivery to {url}: {e}")))?;
+            let id = cx
+                .dispatch
+                .deliver(req)
+                .await
+                .map_err(|e| StepFailure::new(format!("queueing delivery to {url}: {e}")))?;
             deliveries.push(json!({"url": url, "delivery_id": id}));
         }
         if self.wait {
             for d in &mut deliveries {
                 let id = d["delivery_id"].as_str().unwrap_or_default().to_string();
-                let fin = cx.dispatch.await_delivery(&id).await.map_err(StepFailure::new)?;
+                let fin = cx
+                    .dispatch
+                    .await_delivery(&id)
+                    .await
+                    .map_err(StepFailure::new)?;
                 let ok = fin.get("status").and_then(Value::as_str) == Some("succeeded");
                 d["status"] = fin.get("status").cloned().unwrap_or(Value::Null);
                 d["response_status"] = fin.get("response_status").cloned().unwrap_or(Value::Null);
                 if !ok {
-                    return Err(StepFailure { error: format!("delivery {id} to {} failed", d["url"]), attempts: 1, output: Some(json!({"deliveries": deliveries})) });
+                    return Err(StepFailure {
+                        error: format!("delivery {id} to {} failed", d["url"]),
+                        attempts: 1,
+                        output: Some(json!({"deliveries": deliveries})),
+                    });
                 }
             }
         }
@@ -193,11 +251,24 @@ mod tests {
 
     #[test]
     fn needs_a_target_and_valid_names() {
-        assert_eq!(prep(json!({})).unwrap_err()[0].message, "name a target: flow, flows, url or urls");
+        assert_eq!(
+            prep(json!({})).unwrap_err()[0].message,
+            "name a target: flow, flows, url or urls"
+        );
         let errs = prep(json!({"flows": ["ok", "Not OK", "ok"]})).unwrap_err();
         let got: Vec<String> = errs.iter().map(ToString::to_string).collect();
-        assert_eq!(got, ["flows[1]: 'Not OK' is not a flow name", "flows[2]: flow 'ok' is listed twice"]);
-        assert!(prep(json!({"url": "gopher://x"})).unwrap_err()[0].message.contains("gopher"));
+        assert_eq!(
+            got,
+            [
+                "flows[1]: 'Not OK' is not a flow name",
+                "flows[2]: flow 'ok' is listed twice"
+            ]
+        );
+        assert!(
+            prep(json!({"url": "gopher://x"})).unwrap_err()[0]
+                .message
+                .contains("gopher")
+        );
         let s = prep(json!({"flows": ["a", "b"], "url": "https://x.test/h"})).unwrap();
         assert_eq!(s.chained_flows(), ["a", "b"]);
         assert_eq!(s.summary(), "→ flow:a, flow:b, https://x.test/h");

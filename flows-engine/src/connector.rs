@@ -53,7 +53,11 @@ pub struct StepOutcome {
 
 impl StepOutcome {
     pub fn done(output: Value) -> Self {
-        Self { output, attempts: 1, proceed: true }
+        Self {
+            output,
+            attempts: 1,
+            proceed: true,
+        }
     }
 }
 
@@ -67,7 +71,11 @@ pub struct StepFailure {
 
 impl StepFailure {
     pub fn new(error: impl Into<String>) -> Self {
-        Self { error: error.into(), attempts: 1, output: None }
+        Self {
+            error: error.into(),
+            attempts: 1,
+            output: None,
+        }
     }
 }
 
@@ -121,7 +129,10 @@ impl Registry {
     /// Add a connector. Panics on a duplicate kind: that is a programming error.
     pub fn register(&mut self, c: Arc<dyn Connector>) -> &mut Self {
         let kind = c.kind();
-        assert!(self.kinds.insert(kind, c).is_none(), "connector kind '{kind}' registered twice");
+        assert!(
+            self.kinds.insert(kind, c).is_none(),
+            "connector kind '{kind}' registered twice"
+        );
         self
     }
 

@@ -154,7 +154,10 @@ pub async fn execute(
                 }
                 started[i] = true;
                 let blocked = deps.iter().any(|&d| {
-                    matches!(done[d].as_ref().map(|r| r.status), Some(StepStatus::Stopped | StepStatus::Skipped))
+                    matches!(
+                        done[d].as_ref().map(|r| r.status),
+                        Some(StepStatus::Stopped | StepStatus::Skipped)
+                    )
                 });
                 if blocked {
                     let rec = StepRecord {
@@ -177,10 +180,19 @@ pub async fn execute(
                 running.push(run_step(flow, i, ctx, run, env));
             }
         }
-        let Some((i, rec)) = running.next().await else { break };
+        let Some((i, rec)) = running.next().await else {
+            break;
+        };
         record(env, run, &rec).await?;
-        if rec.status == StepStatus::Failed && steps[i].on_error == OnError::Fail && failure.is_none() {
-            failure = Some(format!("step '{}' failed: {}", rec.step_id, rec.error.as_deref().unwrap_or("unknown error")));
+        if rec.status == StepStatus::Failed
+            && steps[i].on_error == OnError::Fail
+            && failure.is_none()
+        {
+            failure = Some(format!(
+                "step '{}' failed: {}",
+                rec.step_id,
+                rec.error.as_deref().unwrap_or("unknown error")
+            ));
         }
         done[i] = Some(rec);
     }
@@ -196,32 +208,65 @@ pub async fn execute(
     let output = steps
         .iter()
         .rev()
-        .find_map(|s| records.iter().find(|r| r.step_id == s.id && r.status == StepStatus::Succeeded))
+        .find_map(|s| {
+            records
+                .iter()
+                .find(|r| r.step_id == s.id && r.status == StepStatus::Succeeded)
+        })
         .and_then(|r| r.output.clone())
         .unwrap_or_else(|| trigger.get("body").cloned().unwrap_or(Value::Null));
-    Ok(RunOutcome { status, error: failure, output, records })
+    Ok(RunOutcome {
+        status,
+        error: failure,
+        output,
+        records,
+    })
 }
 
 async fn record(env: &Env<'_>, run: &RunInfo, rec: &StepRecord) -> Result<(), ExecError> {
-    env.sink.record(run, rec).await.map_err(|error| ExecError::Sink { step: rec.step_id.clone(), error })
+    env.sink
+        .record(run, rec)
+        .await
+        .map_err(|error| ExecError::Sink {
+            step: rec.step_id.clone(),
+            error,
+        })
 }
 
 /// A failure already among the kept records (a run resumed after it failed but before it was
 /// marked so).
 fn first_failure(flow: &PreparedFlow, done: &[Option<StepRecord>]) -> Option<String> {
     done.iter().enumerate().find_map(|(i, r)| match r {
-        Some(r) if r.status == StepStatus::Failed && flow.flow.steps[i].on_error == OnError::Fail => {
-            Some(format!("step '{}' failed: {}", r.step_id, r.error.as_deref().unwrap_or("unknown error")))
+        Some(r)
+            if r.status == StepStatus::Failed && flow.flow.steps[i].on_error == OnError::Fail =>
+        {
+            Some(format!(
+                "step '{}' failed: {}",
+                r.step_id,
+                r.error.as_deref().unwrap_or("unknown error")
+            ))
         }
         _ => None,
     })
 }
 
-async fn run_step(flow: &PreparedFlow, i: usize, ctx: Value, run: &RunInfo, env: &Env<'_>) -> (usize, StepRecord) {
+async fn run_step(
+    flow: &PreparedFlow,
+    i: usize,
+    ctx: Value,
+    run: &RunInfo,
+    env: &Env<'_>,
+) -> (usize, StepRecord) {
     let step = &flow.flow.steps[i];
     let started_at = Utc::now();
     let clock = Instant::now();
-    let cx = StepCx { ctx: &ctx, secrets: env.secrets, run, step_id: &step.id, dispatch: env.dispatch };
+    let cx = StepCx {
+        ctx: &ctx,
+        secrets: env.secrets,
+        run,
+        step_id: &step.id,
+        dispatch: env.dispatch,
+    };
     let result = flow.nodes[i].exec.run(&cx).await;
     let duration_ms = clock.elapsed().as_millis() as u64;
     let mut input = ctx.get("input").cloned().unwrap_or(Value::Null);
@@ -243,17 +288,43 @@ async fn run_step(flow: &PreparedFlow, i: usize, ctx: Value, run: &RunInfo, env:
     }
     metrics::histogram!("hookflow_step_duration_seconds", "type" => step.kind.clone(), "status" => status.as_str())
         .record(duration_ms as f64 / 1000.0);
-    (i, StepRecord { step_id: step.id.clone(), status, input, output, error, attempts, started_at, duration_ms })
+    (
+        i,
+        StepRecord {
+            step_id: step.id.clone(),
+            status,
+            input,
+            output,
+            error,
+            attempts,
+            started_at,
+            duration_ms,
+        },
+    )
 }
 
 /// The input of a step: the output of its one dependency, an object keyed by id for several,
 /// the trigger body for none.
-fn step_input(deps: &[usize], steps: &[crate::flow::Step], done: &[Option<StepRecord>], trigger: &Value) -> Value {
-    let out = |d: usize| done[d].as_ref().and_then(|r| r.output.clone()).unwrap_or(Value::Null);
+fn step_input(
+    deps: &[usize],
+    steps: &[crate::flow::Step],
+    done: &[Option<StepRecord>],
+    trigger: &Value,
+) -> Value {
+    let out = |d: usize| {
+        done[d]
+            .as_ref()
+            .and_then(|r| r.output.clone())
+            .unwrap_or(Value::Null)
+    };
     match deps {
         [] => trigger.get("body").cloned().unwrap_or(Value::Null),
         [d] => out(*d),
-        many => Value::Object(many.iter().map(|&d| (steps[d].id.clone(), out(d))).collect()),
+        many => Value::Object(
+            many.iter()
+                .map(|&d| (steps[d].id.clone(), out(d)))
+                .collect(),
+        ),
     }
 }
 
@@ -264,4 +335,254 @@ fn outputs(steps: &[crate::flow::Step], done: &[Option<StepRecord>]) -> Value {
         .filter_map(|(i, r)| Some((steps[i].id.clone(), r.as_ref()?.output.clone()?)))
         .collect();
     Value::Object(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        collections::HashMap,
+        sync::{Arc, Mutex},
+        time::Duration,
+    };
+
+    use serde_json::Map;
+
+    use super::*;
+    use crate::{
+        connector::{
+            ChainRequest, Connector, DeliveryRequest, Registry, StepCx, StepExec, StepFailure,
+            StepOutcome,
+        },
+        issue::Issue,
+        validate::{ValidateCx, prepare},
+    };
+
+    /// Test step: sleeps `ms`, then fails when `fail` is set, stops when `stop` is set, else
+    /// outputs `{"id", "input"}`. Counts its invocations.
+    #[derive(Debug)]
+    struct Probe {
+        ms: u64,
+        fail: bool,
+        stop: bool,
+        calls: Arc<Mutex<Vec<String>>>,
+    }
+
+    #[async_trait]
+    impl StepExec for Probe {
+        async fn run(&self, cx: &StepCx<'_>) -> Result<StepOutcome, StepFailure> {
+            self.calls.lock().unwrap().push(cx.step_id.to_string());
+            tokio::time::sleep(Duration::from_millis(self.ms)).await;
+            if self.fail {
+                return Err(StepFailure::new("boom"));
+            }
+            let output = json!({"id": cx.step_id, "input": cx.ctx["input"]});
+            Ok(StepOutcome {
+                output,
+                attempts: 1,
+                proceed: !self.stop,
+            })
+        }
+        fn summary(&self) -> String {
+            "probe".into()
+        }
+        fn secret_refs(&self) -> Vec<String> {
+            Vec::new()
+        }
+    }
+
+    struct ProbeConnector(Arc<Mutex<Vec<String>>>);
+
+    impl Connector for ProbeConnector {
+        fn kind(&self) -> &'static str {
+            "probe"
+        }
+        fn describe(&self) -> &'static str {
+            "test"
+        }
+        fn prepare(&self, c: &Map<String, Value>) -> Result<Arc<dyn StepExec>, Vec<Issue>> {
+            let flag = |k: &str| c.get(k).and_then(Value::as_bool).unwrap_or(false);
+            Ok(Arc::new(Probe {
+                ms: c.get("ms").and_then(Value::as_u64).unwrap_or(0),
+                fail: flag("fail"),
+                stop: flag("stop"),
+                calls: self.0.clone(),
+            }))
+        }
+    }
+
+    struct NoDispatch;
+
+    #[async_trait]
+    impl Dispatch for NoDispatch {
+        async fn chain(&self, _: ChainRequest) -> Result<String, String> {
+            Err("no chaining in tests".into())
+        }
+        async fn deliver(&self, _: DeliveryRequest) -> Result<String, String> {
+            Err("no deliveries in tests".into())
+        }
+        async fn await_delivery(&self, _: &str) -> Result<Value, String> {
+            Err("no deliveries in tests".into())
+        }
+    }
+
+    #[derive(Default)]
+    struct Recorded(Mutex<Vec<StepRecord>>);
+
+    #[async_trait]
+    impl StepSink for Recorded {
+        async fn record(&self, _: &RunInfo, rec: &StepRecord) -> Result<(), String> {
+            self.0.lock().unwrap().push(rec.clone());
+            Ok(())
+        }
+    }
+
+    struct Harness {
+        calls: Arc<Mutex<Vec<String>>>,
+        registry: Registry,
+    }
+
+    impl Harness {
+        fn new() -> Self {
+            let calls = Arc::new(Mutex::new(Vec::new()));
+            let mut registry = Registry::new();
+            registry.register(Arc::new(ProbeConnector(calls.clone())));
+            Self { calls, registry }
+        }
+
+        async fn run(&self, steps: Value, prior: Vec<StepRecord>) -> (RunOutcome, Vec<StepRecord>) {
+            let doc =
+                json!({"hookflow": 1, "name": "t", "trigger": {"type": "manual"}, "steps": steps});
+            let flow = prepare(
+                &doc,
+                &ValidateCx {
+                    registry: &self.registry,
+                    secret_exists: None,
+                },
+            )
+            .unwrap();
+            let store: HashMap<String, String> = HashMap::new();
+            let secrets = RunSecrets::new(&store);
+            let sink = Recorded::default();
+            let env = Env {
+                secrets: &secrets,
+                dispatch: &NoDispatch,
+                sink: &sink,
+            };
+            let run = RunInfo {
+                id: "run_1".into(),
+                flow: "t".into(),
+                version: 1,
+                attempt: 1,
+                depth: 0,
+            };
+            let trigger = json!({"body": {"n": 1}});
+            let out = execute(&flow, &trigger, &run, prior, &env).await.unwrap();
+            (out, sink.0.into_inner().unwrap())
+        }
+
+        fn calls(&self) -> Vec<String> {
+            self.calls.lock().unwrap().clone()
+        }
+    }
+
+    fn rec<'a>(records: &'a [StepRecord], id: &str) -> &'a StepRecord {
+        records.iter().find(|r| r.step_id == id).unwrap()
+    }
+
+    #[tokio::test]
+    async fn independent_steps_overlap_and_joins_wait_for_all() {
+        let h = Harness::new();
+        let (out, recs) = h
+            .run(
+                json!([
+                    {"id": "a", "type": "probe", "ms": 200, "after": []},
+                    {"id": "b", "type": "probe", "ms": 200, "after": []},
+                    {"id": "join", "type": "probe", "after": ["a", "b"]}
+                ]),
+                vec![],
+            )
+            .await;
+        assert_eq!(out.status, RunStatus::Succeeded);
+        let (a, b, join) = (rec(&recs, "a"), rec(&recs, "b"), rec(&recs, "join"));
+        assert!(
+            b.started_at < a.started_at + chrono::Duration::milliseconds(a.duration_ms as i64),
+            "a and b overlap"
+        );
+        assert_eq!(
+            join.input,
+            json!({"a": {"id": "a", "input": {"n": 1}}, "b": {"id": "b", "input": {"n": 1}}})
+        );
+        assert_eq!(
+            out.output["id"], "join",
+            "the run's output is the last step's"
+        );
+        // Finished steps are recorded before their dependents start.
+        assert_eq!(recs.last().unwrap().step_id, "join");
+    }
+
+    #[tokio::test]
+    async fn a_stop_skips_everything_downstream_only() {
+        let h = Harness::new();
+        let (out, recs) = h
+            .run(
+                json!([
+                    {"id": "gate", "type": "probe", "stop": true},
+                    {"id": "after_gate", "type": "probe"},
+                    {"id": "deeper", "type": "probe"},
+                    {"id": "side", "type": "probe", "after": []}
+                ]),
+                vec![],
+            )
+            .await;
+        assert_eq!(out.status, RunStatus::Filtered);
+        assert_eq!(rec(&recs, "gate").status, StepStatus::Stopped);
+        assert_eq!(rec(&recs, "after_gate").status, StepStatus::Skipped);
+        assert_eq!(rec(&recs, "deeper").status, StepStatus::Skipped);
+        assert_eq!(rec(&recs, "side").status, StepStatus::Succeeded);
+        let mut calls = h.calls();
+        calls.sort();
+        assert_eq!(calls, ["gate", "side"]);
+    }
+
+    #[tokio::test]
+    async fn a_failure_stops_new_steps_unless_on_error_continue() {
+        let h = Harness::new();
+        let (out, recs) = h.run(json!([{"id": "bad", "type": "probe", "fail": true}, {"id": "next", "type": "probe"}]), vec![]).await;
+        assert_eq!(out.status, RunStatus::Failed);
+        assert_eq!(out.error.as_deref(), Some("step 'bad' failed: boom"));
+        assert_eq!(recs.len(), 1, "nothing after the failure runs");
+
+        let (out, recs) = h
+            .run(json!([{"id": "bad", "type": "probe", "fail": true, "on_error": "continue"}, {"id": "next", "type": "probe"}]), vec![])
+            .await;
+        assert_eq!(out.status, RunStatus::Succeeded);
+        assert_eq!(rec(&recs, "bad").output, Some(json!({"error": "boom"})));
+        assert_eq!(rec(&recs, "next").input, json!({"error": "boom"}));
+    }
+
+    #[tokio::test]
+    async fn prior_records_are_kept_and_not_run_again() {
+        let h = Harness::new();
+        let prior = vec![StepRecord {
+            step_id: "first".into(),
+            status: StepStatus::Succeeded,
+            input: json!({"n": 1}),
+            output: Some(json!({"kept": true})),
+            error: None,
+            attempts: 1,
+            started_at: Utc::now(),
+            duration_ms: 5,
+        }];
+        let (out, recs) = h
+            .run(
+                json!([{"id": "first", "type": "probe"}, {"id": "second", "type": "probe"}]),
+                prior,
+            )
+            .await;
+        assert_eq!(out.status, RunStatus::Succeeded);
+        assert_eq!(h.calls(), ["second"]);
+        assert_eq!(recs.len(), 1, "only the new step is recorded");
+        assert_eq!(rec(&recs, "second").input, json!({"kept": true}));
+        assert_eq!(out.records.len(), 2);
+    }
 }

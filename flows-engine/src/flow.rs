@@ -44,7 +44,7 @@ pub struct Flow {
 
 #[derive(Debug, Clone)]
 pub enum Trigger {
-    Webhook(WebhookTrigger),
+    Webhook(Box<WebhookTrigger>),
     Manual,
     /// Parsed so the model has room for it; running schedules is the scheduler's job.
     Schedule(Map<String, Value>),
@@ -135,13 +135,26 @@ pub fn parse_flow_lenient(doc: &Value) -> (Option<Flow>, Vec<Issue>) {
         return (None, vec![Issue::new("", "a flow must be a JSON object")]);
     };
     for key in obj.keys() {
-        if !["hookflow", "name", "title", "description", "enabled", "trigger", "steps"].contains(&key.as_str()) {
+        if ![
+            "hookflow",
+            "name",
+            "title",
+            "description",
+            "enabled",
+            "trigger",
+            "steps",
+        ]
+        .contains(&key.as_str())
+        {
             p.add(key_path("", key), "unknown field (expected one of: hookflow, name, title, description, enabled, trigger, steps)");
         }
     }
     match obj.get("hookflow") {
         Some(v) if v.as_u64() == Some(FORMAT_VERSION) => {}
-        Some(v) => p.add("hookflow", format!("unsupported format version {v}; this version of hookflow reads format 1")),
+        Some(v) => p.add(
+            "hookflow",
+            format!("unsupported format version {v}; this version of hookflow reads format 1"),
+        ),
         None => p.add("hookflow", "missing format version; add \"hookflow\": 1"),
     }
     let name = match obj.get("name") {
@@ -155,7 +168,10 @@ pub fn parse_flow_lenient(doc: &Value) -> (Option<Flow>, Vec<Issue>) {
             String::new()
         }
         None => {
-            p.add("name", "missing; every flow needs a unique name such as \"shop-orders\"");
+            p.add(
+                "name",
+                "missing; every flow needs a unique name such as \"shop-orders\"",
+            );
             String::new()
         }
     };
@@ -172,7 +188,10 @@ pub fn parse_flow_lenient(doc: &Value) -> (Option<Flow>, Vec<Issue>) {
     let trigger = match obj.get("trigger") {
         Some(t) => parse_trigger(t, &name, &mut p),
         None => {
-            p.add("trigger", "missing; use {\"type\": \"webhook\"} or {\"type\": \"manual\"}");
+            p.add(
+                "trigger",
+                "missing; use {\"type\": \"webhook\"} or {\"type\": \"manual\"}",
+            );
             Trigger::Manual
         }
     };
@@ -188,7 +207,18 @@ pub fn parse_flow_lenient(doc: &Value) -> (Option<Flow>, Vec<Issue>) {
             Vec::new()
         }
     };
-    (Some(Flow { name, title, description, enabled, trigger, steps, source: doc.clone() }), p.0)
+    (
+        Some(Flow {
+            name,
+            title,
+            description,
+            enabled,
+            trigger,
+            steps,
+            source: doc.clone(),
+        }),
+        p.0,
+    )
 }
 
 fn opt_string(obj: &Map<String, Value>, key: &str, at: &str, p: &mut Problems) -> Option<String> {
@@ -205,35 +235,57 @@ fn opt_string(obj: &Map<String, Value>, key: &str, at: &str, p: &mut Problems) -
 fn unknown_keys(obj: &Map<String, Value>, at: &str, allowed: &[&str], p: &mut Problems) {
     for key in obj.keys() {
         if !allowed.contains(&key.as_str()) {
-            p.add(key_path(at, key), format!("unknown field (expected one of: {})", allowed.join(", ")));
+            p.add(
+                key_path(at, key),
+                format!("unknown field (expected one of: {})", allowed.join(", ")),
+            );
         }
     }
 }
 
 fn parse_trigger(v: &Value, flow_name: &str, p: &mut Problems) -> Trigger {
     let Some(obj) = v.as_object() else {
-        p.add("trigger", "must be an object such as {\"type\": \"webhook\"}");
+        p.add(
+            "trigger",
+            "must be an object such as {\"type\": \"webhook\"}",
+        );
         return Trigger::Manual;
     };
     match obj.get("type").and_then(Value::as_str) {
         Some("webhook") => {
-            unknown_keys(obj, "trigger", &["type", "path", "methods", "verify", "dedupe", "respond"], p);
-            Trigger::Webhook(parse_webhook(obj, flow_name, p))
+            unknown_keys(
+                obj,
+                "trigger",
+                &["type", "path", "methods", "verify", "dedupe", "respond"],
+                p,
+            );
+            Trigger::Webhook(Box::new(parse_webhook(obj, flow_name, p)))
         }
         Some("manual") => {
             unknown_keys(obj, "trigger", &["type"], p);
             Trigger::Manual
         }
         Some("schedule") => {
-            unknown_keys(obj, "trigger", &["type", "every_s", "cron", "poll", "emit"], p);
+            unknown_keys(
+                obj,
+                "trigger",
+                &["type", "every_s", "cron", "poll", "emit"],
+                p,
+            );
             Trigger::Schedule(obj.clone())
         }
         Some(other) => {
-            p.add("trigger.type", format!("unknown trigger type '{other}' (expected webhook, manual or schedule)"));
+            p.add(
+                "trigger.type",
+                format!("unknown trigger type '{other}' (expected webhook, manual or schedule)"),
+            );
             Trigger::Manual
         }
         None => {
-            p.add("trigger.type", "missing; use \"webhook\", \"manual\" or \"schedule\"");
+            p.add(
+                "trigger.type",
+                "missing; use \"webhook\", \"manual\" or \"schedule\"",
+            );
             Trigger::Manual
         }
     }
@@ -262,13 +314,22 @@ fn parse_webhook(obj: &Map<String, Value>, flow_name: &str, p: &mut Problems) ->
             .filter_map(|(i, m)| match m.as_str().map(str::to_ascii_uppercase) {
                 Some(m) if METHODS.contains(&m.as_str()) => Some(m),
                 _ => {
-                    p.add(index_path("trigger.methods", i), format!("{m} is not an HTTP method (expected one of {})", METHODS.join(", ")));
+                    p.add(
+                        index_path("trigger.methods", i),
+                        format!(
+                            "{m} is not an HTTP method (expected one of {})",
+                            METHODS.join(", ")
+                        ),
+                    );
                     None
                 }
             })
             .collect(),
         Some(_) => {
-            p.add("trigger.methods", "must be a non-empty array such as [\"POST\"]");
+            p.add(
+                "trigger.methods",
+                "must be a non-empty array such as [\"POST\"]",
+            );
             Vec::new()
         }
     };
@@ -276,7 +337,10 @@ fn parse_webhook(obj: &Map<String, Value>, flow_name: &str, p: &mut Problems) ->
         None | Some(Value::Null) => None,
         Some(Value::Object(v)) => Some(v.clone()),
         Some(_) => {
-            p.add("trigger.verify", "must be an object such as {\"scheme\": \"github\", \"secret\": \"...\"}");
+            p.add(
+                "trigger.verify",
+                "must be an object such as {\"scheme\": \"github\", \"secret\": \"...\"}",
+            );
             None
         }
     };
@@ -287,21 +351,30 @@ fn parse_webhook(obj: &Map<String, Value>, flow_name: &str, p: &mut Problems) ->
             let header = match d.get("header").and_then(Value::as_str) {
                 Some(h) if !h.is_empty() => h.to_ascii_lowercase(),
                 _ => {
-                    p.add("trigger.dedupe.header", "missing; name the header that carries the delivery id");
+                    p.add(
+                        "trigger.dedupe.header",
+                        "missing; name the header that carries the delivery id",
+                    );
                     String::new()
                 }
             };
             let window_s = match d.get("window_s") {
                 None => 86_400,
                 Some(w) => w.as_u64().unwrap_or_else(|| {
-                    p.add("trigger.dedupe.window_s", "must be a whole number of seconds");
+                    p.add(
+                        "trigger.dedupe.window_s",
+                        "must be a whole number of seconds",
+                    );
                     86_400
                 }),
             };
             Some(Dedupe { header, window_s })
         }
         Some(_) => {
-            p.add("trigger.dedupe", "must be an object such as {\"header\": \"X-Delivery-Id\"}");
+            p.add(
+                "trigger.dedupe",
+                "must be an object such as {\"header\": \"X-Delivery-Id\"}",
+            );
             None
         }
     };
@@ -309,7 +382,13 @@ fn parse_webhook(obj: &Map<String, Value>, flow_name: &str, p: &mut Problems) ->
         None | Some(Value::Null) => Respond::Accepted,
         Some(r) => parse_respond(r, p),
     };
-    WebhookTrigger { path, methods, verify, dedupe, respond }
+    WebhookTrigger {
+        path,
+        methods,
+        verify,
+        dedupe,
+        respond,
+    }
 }
 
 fn parse_respond(v: &Value, p: &mut Problems) -> Respond {
@@ -324,13 +403,21 @@ fn parse_respond(v: &Value, p: &mut Problems) -> Respond {
             Respond::Accepted
         }
         Some("result") => {
-            unknown_keys(obj, at, &["mode", "timeout_ms", "status", "headers", "body"], p);
+            unknown_keys(
+                obj,
+                at,
+                &["mode", "timeout_ms", "status", "headers", "body"],
+                p,
+            );
             let timeout_ms = match obj.get("timeout_ms") {
                 None => 10_000,
                 Some(t) => match t.as_u64() {
                     Some(t) if (1..=300_000).contains(&t) => t,
                     _ => {
-                        p.add("trigger.respond.timeout_ms", "must be a number of milliseconds between 1 and 300000");
+                        p.add(
+                            "trigger.respond.timeout_ms",
+                            "must be a number of milliseconds between 1 and 300000",
+                        );
                         10_000
                     }
                 },
@@ -340,7 +427,10 @@ fn parse_respond(v: &Value, p: &mut Problems) -> Respond {
                 Some(s) => match s.as_u64() {
                     Some(s) if (200..=599).contains(&s) => s as u16,
                     _ => {
-                        p.add("trigger.respond.status", "must be an HTTP status between 200 and 599");
+                        p.add(
+                            "trigger.respond.status",
+                            "must be an HTTP status between 200 and 599",
+                        );
                         200
                     }
                 },
@@ -358,7 +448,10 @@ fn parse_respond(v: &Value, p: &mut Problems) -> Respond {
                         }
                     }
                 }
-                Some(_) => p.add("trigger.respond.headers", "must be an object of header names to values"),
+                Some(_) => p.add(
+                    "trigger.respond.headers",
+                    "must be an object of header names to values",
+                ),
             }
             let body = match obj.get("body") {
                 None => None,
@@ -370,10 +463,29 @@ fn parse_respond(v: &Value, p: &mut Problems) -> Respond {
                     }
                 },
             };
-            Respond::Result { timeout_ms, status, headers, body }
+            let secret_use = headers
+                .iter()
+                .flat_map(|(_, t)| t.secret_refs())
+                .chain(body.iter().flat_map(|b| b.secret_refs()))
+                .next();
+            if let Some(name) = secret_use {
+                p.add(
+                    "trigger.respond",
+                    format!("secrets cannot be used in a response (secrets.{name}): they would be sent to the caller"),
+                );
+            }
+            Respond::Result {
+                timeout_ms,
+                status,
+                headers,
+                body,
+            }
         }
         Some(other) => {
-            p.add("trigger.respond.mode", format!("unknown mode '{other}' (expected accepted or result)"));
+            p.add(
+                "trigger.respond.mode",
+                format!("unknown mode '{other}' (expected accepted or result)"),
+            );
             Respond::Accepted
         }
     }
@@ -381,25 +493,44 @@ fn parse_respond(v: &Value, p: &mut Problems) -> Respond {
 
 fn parse_step(v: &Value, at: &str, p: &mut Problems) -> Option<Step> {
     let Some(obj) = v.as_object() else {
-        p.add(at, "a step must be an object with at least \"id\" and \"type\"");
+        p.add(
+            at,
+            "a step must be an object with at least \"id\" and \"type\"",
+        );
         // A placeholder keeps later steps at their document index.
-        return Some(Step { id: String::new(), kind: String::new(), title: None, after: None, on_error: OnError::Fail, config: Map::new() });
+        return Some(Step {
+            id: String::new(),
+            kind: String::new(),
+            title: None,
+            after: None,
+            on_error: OnError::Fail,
+            config: Map::new(),
+        });
     };
     let id = match obj.get("id") {
         Some(Value::String(id)) if STEP_ID_RE.is_match(id) => id.clone(),
         Some(Value::String(id)) => {
-            p.add(key_path(at, "id"), format!("'{id}' is not a valid step id: use 1-64 letters, digits, '-' or '_'"));
+            p.add(
+                key_path(at, "id"),
+                format!("'{id}' is not a valid step id: use 1-64 letters, digits, '-' or '_'"),
+            );
             id.clone()
         }
         _ => {
-            p.add(key_path(at, "id"), "missing; every step needs a unique id such as \"shape\"");
+            p.add(
+                key_path(at, "id"),
+                "missing; every step needs a unique id such as \"shape\"",
+            );
             String::new()
         }
     };
     let kind = match obj.get("type") {
         Some(Value::String(t)) => t.clone(),
         _ => {
-            p.add(key_path(at, "type"), "missing; use http, transform, filter or webhook_out");
+            p.add(
+                key_path(at, "type"),
+                "missing; use http, transform, filter or webhook_out",
+            );
             String::new()
         }
     };
@@ -413,14 +544,20 @@ fn parse_step(v: &Value, at: &str, p: &mut Problems) -> Option<Step> {
                 .filter_map(|(i, a)| match a.as_str() {
                     Some(s) => Some(s.to_string()),
                     None => {
-                        p.add(index_path(&key_path(at, "after"), i), "must be a step id (a string)");
+                        p.add(
+                            index_path(&key_path(at, "after"), i),
+                            "must be a step id (a string)",
+                        );
                         None
                     }
                 })
                 .collect(),
         ),
         Some(_) => {
-            p.add(key_path(at, "after"), "must be an array of step ids, e.g. [\"shape\"]");
+            p.add(
+                key_path(at, "after"),
+                "must be an array of step ids, e.g. [\"shape\"]",
+            );
             None
         }
     };
@@ -437,7 +574,14 @@ fn parse_step(v: &Value, at: &str, p: &mut Problems) -> Option<Step> {
         .filter(|(k, _)| !["id", "type", "title", "after", "on_error"].contains(&k.as_str()))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    Some(Step { id, kind, title, after, on_error, config })
+    Some(Step {
+        id,
+        kind,
+        title,
+        after,
+        on_error,
+        config,
+    })
 }
 
 #[cfg(test)]
@@ -447,13 +591,23 @@ mod tests {
     use super::*;
 
     fn issues(doc: Value) -> Vec<String> {
-        parse_flow(&doc).err().unwrap_or_default().iter().map(ToString::to_string).collect()
+        parse_flow(&doc)
+            .err()
+            .unwrap_or_default()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
     }
 
     #[test]
     fn parses_a_minimal_flow_with_defaults() {
-        let f = parse_flow(&json!({"hookflow": 1, "name": "a", "trigger": {"type": "webhook"}, "steps": []})).unwrap();
-        let Trigger::Webhook(w) = &f.trigger else { panic!() };
+        let f = parse_flow(
+            &json!({"hookflow": 1, "name": "a", "trigger": {"type": "webhook"}, "steps": []}),
+        )
+        .unwrap();
+        let Trigger::Webhook(w) = &f.trigger else {
+            panic!()
+        };
         assert_eq!(w.path, "a");
         assert_eq!(w.methods, ["POST"]);
         assert!(matches!(w.respond, Respond::Accepted));
@@ -477,14 +631,19 @@ mod tests {
             "steps[1].id: missing",
             "steps[1].on_error: must be \"fail\" or \"continue\"",
         ] {
-            assert!(got.iter().any(|g| g.starts_with(want)), "missing {want:?} in {got:#?}");
+            assert!(
+                got.iter().any(|g| g.starts_with(want)),
+                "missing {want:?} in {got:#?}"
+            );
         }
     }
 
     #[test]
     fn step_config_keeps_connector_fields() {
-        let f = parse_flow(&json!({"hookflow": 1, "name": "a", "trigger": {"type": "manual"},
-            "steps": [{"id": "s", "type": "http", "url": "http://x", "on_error": "continue"}]}))
+        let f = parse_flow(
+            &json!({"hookflow": 1, "name": "a", "trigger": {"type": "manual"},
+            "steps": [{"id": "s", "type": "http", "url": "http://x", "on_error": "continue"}]}),
+        )
         .unwrap();
         assert_eq!(f.steps[0].config.keys().collect::<Vec<_>>(), ["url"]);
         assert_eq!(f.steps[0].on_error, OnError::Continue);

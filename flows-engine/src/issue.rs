@@ -14,7 +14,10 @@ pub struct Issue {
 
 impl Issue {
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { path: path.into(), message: message.into() }
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
     }
 
     /// Prefix a relative location (`.url`, `[2]`, `url`) with a parent location.
@@ -39,15 +42,24 @@ pub fn join_path(parent: &str, child: &str) -> String {
     match (parent.is_empty(), child.is_empty()) {
         (_, true) => parent.to_string(),
         (true, false) => child.trim_start_matches('.').to_string(),
-        (false, false) if child.starts_with('[') || child.starts_with('.') => format!("{parent}{child}"),
+        (false, false) if child.starts_with('[') || child.starts_with('.') => {
+            format!("{parent}{child}")
+        }
         (false, false) => format!("{parent}.{child}"),
     }
 }
 
 /// Location of an object key below `parent`: `parent.key`, or `parent["odd key"]` when the key is not an identifier.
 pub fn key_path(parent: &str, key: &str) -> String {
-    let plain = !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    let child = if plain { format!(".{key}") } else { format!("[{}]", serde_json::Value::from(key)) };
+    let plain = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let child = if plain {
+        format!(".{key}")
+    } else {
+        format!("[{}]", serde_json::Value::from(key))
+    };
     join_path(parent, &child)
 }
 
@@ -67,6 +79,9 @@ mod tests {
         assert_eq!(join_path("", ".url"), "url");
         assert_eq!(key_path("headers", "X-Id"), "headers.X-Id");
         assert_eq!(key_path("headers", "a b"), "headers[\"a b\"]");
-        assert_eq!(Issue::new("url", "bad").under("steps[1]").to_string(), "steps[1].url: bad");
+        assert_eq!(
+            Issue::new("url", "bad").under("steps[1]").to_string(),
+            "steps[1].url: bad"
+        );
     }
 }

@@ -27,7 +27,10 @@ pub struct RunSecrets<'a> {
 
 impl<'a> RunSecrets<'a> {
     pub fn new(store: &'a dyn SecretStore) -> Self {
-        Self { store, used: Mutex::new(Vec::new()) }
+        Self {
+            store,
+            used: Mutex::new(Vec::new()),
+        }
     }
 
     /// Replace every occurrence of a used secret (plain, URL-encoded and base64 forms) in `v`.
@@ -76,7 +79,8 @@ fn redact_text(s: &str, used: &[(String, String)]) -> String {
         let mark = format!("«redacted:{name}»");
         let forms = [
             secret.clone(),
-            percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC).to_string(),
+            percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC)
+                .to_string(),
             BASE64_STANDARD.encode(secret),
         ];
         for form in forms.iter().filter(|f| f.len() >= 3) {
@@ -96,11 +100,15 @@ mod tests {
 
     #[test]
     fn redacts_every_form_of_a_used_secret() {
-        let store: HashMap<String, String> = [("TOKEN".to_string(), "s3cr3t/v@lue".to_string())].into();
+        let store: HashMap<String, String> =
+            [("TOKEN".to_string(), "s3cr3t/v@lue".to_string())].into();
         let secrets = RunSecrets::new(&store);
         assert_eq!(secrets.secret("TOKEN").as_deref(), Some("s3cr3t/v@lue"));
         let mut v = json!({"h": "Bearer s3cr3t/v@lue", "q": ["x=s3cr3t%2Fv%40lue"], "b": BASE64_STANDARD.encode("s3cr3t/v@lue")});
         secrets.redact(&mut v);
-        assert_eq!(v, json!({"h": "Bearer «redacted:TOKEN»", "q": ["x=«redacted:TOKEN»"], "b": "«redacted:TOKEN»"}));
+        assert_eq!(
+            v,
+            json!({"h": "Bearer «redacted:TOKEN»", "q": ["x=«redacted:TOKEN»"], "b": "«redacted:TOKEN»"})
+        );
     }
 }

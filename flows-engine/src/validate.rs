@@ -44,12 +44,19 @@ impl PreparedFlow {
 
     /// Flows that this flow's steps chain to.
     pub fn chained_flows(&self) -> BTreeSet<String> {
-        self.nodes.iter().flat_map(|n| n.exec.chained_flows()).collect()
+        self.nodes
+            .iter()
+            .flat_map(|n| n.exec.chained_flows())
+            .collect()
     }
 
     /// Every secret the flow references.
     pub fn secret_refs(&self) -> BTreeSet<String> {
-        let mut refs: BTreeSet<String> = self.nodes.iter().flat_map(|n| n.exec.secret_refs()).collect();
+        let mut refs: BTreeSet<String> = self
+            .nodes
+            .iter()
+            .flat_map(|n| n.exec.secret_refs())
+            .collect();
         refs.extend(trigger_secret_refs(&self.flow.trigger));
         refs
     }
@@ -60,25 +67,35 @@ pub fn prepare(doc: &Value, cx: &ValidateCx<'_>) -> Result<PreparedFlow, Vec<Iss
     let (flow, mut issues) = parse_flow_lenient(doc);
     let Some(flow) = flow else { return Err(issues) };
 
-    let index: HashMap<&str, usize> = flow.steps.iter().enumerate().rev().map(|(i, s)| (s.id.as_str(), i)).collect();
+    let index: HashMap<&str, usize> = flow
+        .steps
+        .iter()
+        .enumerate()
+        .rev()
+        .map(|(i, s)| (s.id.as_str(), i))
+        .collect();
     for (i, step) in flow.steps.iter().enumerate() {
         if !step.id.is_empty() && index[step.id.as_str()] != i {
             issues.push(Issue::new(
                 key_path(&index_path("steps", i), "id"),
-                format!("duplicate step id '{}' (also used by steps[{}])", step.id, index[step.id.as_str()]),
+                format!(
+                    "duplicate step id '{}' (also used by steps[{}])",
+                    step.id,
+                    index[step.id.as_str()]
+                ),
             ));
         }
     }
 
     let deps = resolve_deps(&flow, &index, &mut issues);
-    if issues.iter().all(|i| !i.path.contains("after")) {
-        if let Some(cycle) = find_cycle(&deps) {
-            let names: Vec<&str> = cycle.iter().map(|&i| flow.steps[i].id.as_str()).collect();
-            issues.push(Issue::new(
-                key_path(&index_path("steps", cycle[0]), "after"),
-                format!("steps form a cycle: {}", names.join(" → ")),
-            ));
-        }
+    if issues.iter().all(|i| !i.path.contains("after"))
+        && let Some(cycle) = find_cycle(&deps)
+    {
+        let names: Vec<&str> = cycle.iter().map(|&i| flow.steps[i].id.as_str()).collect();
+        issues.push(Issue::new(
+            key_path(&index_path("steps", cycle[0]), "after"),
+            format!("steps form a cycle: {}", names.join(" → ")),
+        ));
     }
 
     let mut nodes = Vec::with_capacity(flow.steps.len());
@@ -91,7 +108,11 @@ pub fn prepare(doc: &Value, cx: &ValidateCx<'_>) -> Result<PreparedFlow, Vec<Iss
             let kinds: Vec<&str> = cx.registry.kinds().collect();
             issues.push(Issue::new(
                 key_path(&at, "type"),
-                format!("unknown step type '{}' (expected one of: {})", step.kind, kinds.join(", ")),
+                format!(
+                    "unknown step type '{}' (expected one of: {})",
+                    step.kind,
+                    kinds.join(", ")
+                ),
             ));
             continue;
         };
@@ -100,7 +121,8 @@ pub fn prepare(doc: &Value, cx: &ValidateCx<'_>) -> Result<PreparedFlow, Vec<Iss
                 if let Some(exists) = cx.secret_exists {
                     for name in exec.secret_refs() {
                         if !exists(&name) {
-                            let loc = locate_secret(&Value::Object(step.config.clone()), &name).unwrap_or_default();
+                            let loc = locate_secret(&Value::Object(step.config.clone()), &name)
+                                .unwrap_or_default();
                             issues.push(Issue::new(
                                 crate::issue::join_path(&at, &loc),
                                 format!("unknown secret '{name}'; set it first (hookflow secret set {name}, or PUT /api/secrets/{name})"),
@@ -108,7 +130,10 @@ pub fn prepare(doc: &Value, cx: &ValidateCx<'_>) -> Result<PreparedFlow, Vec<Iss
                         }
                     }
                 }
-                nodes.push(Node { deps: deps[i].clone(), exec });
+                nodes.push(Node {
+                    deps: deps[i].clone(),
+                    exec,
+                });
             }
             Err(problems) => issues.extend(problems.into_iter().map(|p| p.under(&at))),
         }
@@ -117,16 +142,27 @@ pub fn prepare(doc: &Value, cx: &ValidateCx<'_>) -> Result<PreparedFlow, Vec<Iss
     if let Some(exists) = cx.secret_exists {
         for name in trigger_secret_refs(&flow.trigger) {
             if !exists(&name) {
-                issues.push(Issue::new("trigger", format!("unknown secret '{name}'; set it first (hookflow secret set {name})")));
+                issues.push(Issue::new(
+                    "trigger",
+                    format!("unknown secret '{name}'; set it first (hookflow secret set {name})"),
+                ));
             }
         }
     }
 
-    if issues.is_empty() { Ok(PreparedFlow { flow, nodes }) } else { Err(issues) }
+    if issues.is_empty() {
+        Ok(PreparedFlow { flow, nodes })
+    } else {
+        Err(issues)
+    }
 }
 
 /// Each step's dependencies: its `after` ids, or the step listed before it.
-fn resolve_deps(flow: &Flow, index: &HashMap<&str, usize>, issues: &mut Vec<Issue>) -> Vec<Vec<usize>> {
+fn resolve_deps(
+    flow: &Flow,
+    index: &HashMap<&str, usize>,
+    issues: &mut Vec<Issue>,
+) -> Vec<Vec<usize>> {
     flow.steps
         .iter()
         .enumerate()
@@ -138,7 +174,10 @@ fn resolve_deps(flow: &Flow, index: &HashMap<&str, usize>, issues: &mut Vec<Issu
                 for (j, id) in after.iter().enumerate() {
                     let at = index_path(&key_path(&index_path("steps", i), "after"), j);
                     match index.get(id.as_str()) {
-                        Some(&d) if d == i => issues.push(Issue::new(at, format!("step '{id}' cannot run after itself"))),
+                        Some(&d) if d == i => issues.push(Issue::new(
+                            at,
+                            format!("step '{id}' cannot run after itself"),
+                        )),
                         Some(&d) if !deps.contains(&d) => deps.push(d),
                         Some(_) => issues.push(Issue::new(at, format!("'{id}' is listed twice"))),
                         None => issues.push(Issue::new(at, format!("unknown step '{id}'"))),
@@ -158,7 +197,12 @@ fn find_cycle(deps: &[Vec<usize>]) -> Option<Vec<usize>> {
         Active,
         Done,
     }
-    fn visit(n: usize, deps: &[Vec<usize>], marks: &mut [Mark], stack: &mut Vec<usize>) -> Option<Vec<usize>> {
+    fn visit(
+        n: usize,
+        deps: &[Vec<usize>],
+        marks: &mut [Mark],
+        stack: &mut Vec<usize>,
+    ) -> Option<Vec<usize>> {
         marks[n] = Mark::Active;
         stack.push(n);
         for &d in &deps[n] {
@@ -183,16 +227,31 @@ fn find_cycle(deps: &[Vec<usize>]) -> Option<Vec<usize>> {
         None
     }
     let mut marks = vec![Mark::New; deps.len()];
-    (0..deps.len()).find_map(|n| if marks[n] == Mark::New { visit(n, deps, &mut marks, &mut Vec::new()) } else { None })
+    (0..deps.len()).find_map(|n| {
+        if marks[n] == Mark::New {
+            visit(n, deps, &mut marks, &mut Vec::new())
+        } else {
+            None
+        }
+    })
 }
 
 /// A cycle among flows chaining to each other (`webhook_out` with `flow`), as flow names.
 pub fn find_chain_cycle(edges: &HashMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
     let names: Vec<&String> = edges.keys().collect();
-    let index: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
+    let index: HashMap<&str, usize> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i))
+        .collect();
     let deps: Vec<Vec<usize>> = names
         .iter()
-        .map(|n| edges[*n].iter().filter_map(|t| index.get(t.as_str()).copied()).collect())
+        .map(|n| {
+            edges[*n]
+                .iter()
+                .filter_map(|t| index.get(t.as_str()).copied())
+                .collect()
+        })
         .collect();
     find_cycle(&deps).map(|c| {
         // `find_cycle` walks dependencies backwards; chains read forwards.
@@ -209,7 +268,12 @@ fn trigger_secret_refs(trigger: &Trigger) -> Vec<String> {
             collect_secret_names(&Value::Object(verify.clone()), &mut refs);
         }
         if let Respond::Result { headers, body, .. } = &w.respond {
-            refs.extend(headers.iter().flat_map(|(_, t)| t.secret_refs()).map(str::to_string));
+            refs.extend(
+                headers
+                    .iter()
+                    .flat_map(|(_, t)| t.secret_refs())
+                    .map(str::to_string),
+            );
             if let Some(b) = body {
                 refs.extend(b.secret_refs().into_iter().map(str::to_string));
             }
@@ -237,8 +301,13 @@ fn locate_secret(v: &Value, name: &str) -> Option<String> {
     fn walk(v: &Value, needle: &str, at: String) -> Option<String> {
         match v {
             Value::String(s) if s.contains(needle) => Some(at),
-            Value::Array(a) => a.iter().enumerate().find_map(|(i, x)| walk(x, needle, index_path(&at, i))),
-            Value::Object(m) => m.iter().find_map(|(k, x)| walk(x, needle, key_path(&at, k))),
+            Value::Array(a) => a
+                .iter()
+                .enumerate()
+                .find_map(|(i, x)| walk(x, needle, index_path(&at, i))),
+            Value::Object(m) => m
+                .iter()
+                .find_map(|(k, x)| walk(x, needle, key_path(&at, k))),
             _ => None,
         }
     }
@@ -264,13 +333,20 @@ mod tests {
     #[async_trait]
     impl StepExec for Echo {
         async fn run(&self, cx: &StepCx<'_>) -> Result<StepOutcome, StepFailure> {
-            self.0.render(cx.ctx, cx.secrets).map(StepOutcome::done).map_err(|e| StepFailure::new(e.to_string()))
+            self.0
+                .render(cx.ctx, cx.secrets)
+                .map(StepOutcome::done)
+                .map_err(|e| StepFailure::new(e.to_string()))
         }
         fn summary(&self) -> String {
             "echo".into()
         }
         fn secret_refs(&self) -> Vec<String> {
-            self.0.secret_refs().into_iter().map(str::to_string).collect()
+            self.0
+                .secret_refs()
+                .into_iter()
+                .map(str::to_string)
+                .collect()
         }
     }
 
@@ -300,8 +376,16 @@ mod tests {
     fn errors(doc: Value) -> Vec<String> {
         let reg = registry();
         let exists = |n: &str| n == "KNOWN";
-        let cx = ValidateCx { registry: &reg, secret_exists: Some(&exists) };
-        prepare(&doc, &cx).err().unwrap_or_default().iter().map(ToString::to_string).collect()
+        let cx = ValidateCx {
+            registry: &reg,
+            secret_exists: Some(&exists),
+        };
+        prepare(&doc, &cx)
+            .err()
+            .unwrap_or_default()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
     }
 
     fn flow(steps: Value) -> Value {
@@ -311,7 +395,10 @@ mod tests {
     #[test]
     fn default_after_is_the_previous_step() {
         let reg = registry();
-        let cx = ValidateCx { registry: &reg, secret_exists: None };
+        let cx = ValidateCx {
+            registry: &reg,
+            secret_exists: None,
+        };
         let p = prepare(&flow(json!([{"id": "a", "type": "transform"}, {"id": "b", "type": "transform"}, {"id": "c", "type": "transform", "after": []}])), &cx).unwrap();
         let deps: Vec<_> = p.nodes.iter().map(|n| n.deps.clone()).collect();
         assert_eq!(deps, vec![vec![], vec![0], vec![]]);
@@ -334,7 +421,10 @@ mod tests {
             "steps[4].output.x: ",
             "steps[5].output.auth: unknown secret 'MISSING'",
         ] {
-            assert!(got.iter().any(|g| g.starts_with(want)), "missing {want:?} in {got:#?}");
+            assert!(
+                got.iter().any(|g| g.starts_with(want)),
+                "missing {want:?} in {got:#?}"
+            );
         }
         assert_eq!(got.len(), 5, "{got:#?}");
     }
@@ -362,7 +452,11 @@ mod tests {
         let cycle = find_chain_cycle(&edges).unwrap();
         assert_eq!(cycle.len(), 4);
         assert_eq!(cycle.first(), cycle.last());
-        let acyclic: HashMap<String, BTreeSet<String>> = [("a".to_string(), ["b".to_string()].into()), ("b".to_string(), BTreeSet::new())].into();
+        let acyclic: HashMap<String, BTreeSet<String>> = [
+            ("a".to_string(), ["b".to_string()].into()),
+            ("b".to_string(), BTreeSet::new()),
+        ]
+        .into();
         assert!(find_chain_cycle(&acyclic).is_none());
     }
 }

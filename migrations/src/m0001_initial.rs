@@ -174,7 +174,11 @@ impl MigrationTrait for Migration {
                 .col(big_integer(FlowVersions::Version))
                 .col(text(FlowVersions::Definition))
                 .col(big_integer(FlowVersions::CreatedAt))
-                .primary_key(Index::create().col(FlowVersions::Flow).col(FlowVersions::Version))
+                .primary_key(
+                    Index::create()
+                        .col(FlowVersions::Flow)
+                        .col(FlowVersions::Version),
+                )
                 .to_owned(),
         )
         .await?;
@@ -194,7 +198,13 @@ impl MigrationTrait for Migration {
         )
         .await?;
         m.create_index(
-            Index::create().name("events_dedupe").table(Events::Table).col(Events::Flow).col(Events::DedupeKey).unique().to_owned(),
+            Index::create()
+                .name("events_dedupe")
+                .table(Events::Table)
+                .col(Events::Flow)
+                .col(Events::DedupeKey)
+                .unique()
+                .to_owned(),
         )
         .await?;
         m.create_table(
@@ -222,12 +232,41 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(Index::create().name("runs_idempotency").table(Runs::Table).col(Runs::IdempotencyKey).unique().to_owned())
-            .await?;
-        m.create_index(Index::create().name("runs_queue").table(Runs::Table).col(Runs::Status).col(Runs::AvailableAt).to_owned())
-            .await?;
-        m.create_index(Index::create().name("runs_flow").table(Runs::Table).col(Runs::Flow).col(Runs::Id).to_owned()).await?;
-        m.create_index(Index::create().name("runs_parent").table(Runs::Table).col(Runs::ParentRun).to_owned()).await?;
+        m.create_index(
+            Index::create()
+                .name("runs_idempotency")
+                .table(Runs::Table)
+                .col(Runs::IdempotencyKey)
+                .unique()
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("runs_queue")
+                .table(Runs::Table)
+                .col(Runs::Status)
+                .col(Runs::AvailableAt)
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("runs_flow")
+                .table(Runs::Table)
+                .col(Runs::Flow)
+                .col(Runs::Id)
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("runs_parent")
+                .table(Runs::Table)
+                .col(Runs::ParentRun)
+                .to_owned(),
+        )
+        .await?;
         m.create_table(
             Table::create()
                 .table(StepRuns::Table)
@@ -266,11 +305,21 @@ impl MigrationTrait for Migration {
         )
         .await?;
         m.create_index(
-            Index::create().name("deliveries_idempotency").table(Deliveries::Table).col(Deliveries::IdempotencyKey).unique().to_owned(),
+            Index::create()
+                .name("deliveries_idempotency")
+                .table(Deliveries::Table)
+                .col(Deliveries::IdempotencyKey)
+                .unique()
+                .to_owned(),
         )
         .await?;
         m.create_index(
-            Index::create().name("deliveries_due").table(Deliveries::Table).col(Deliveries::Status).col(Deliveries::NextAttemptAt).to_owned(),
+            Index::create()
+                .name("deliveries_due")
+                .table(Deliveries::Table)
+                .col(Deliveries::Status)
+                .col(Deliveries::NextAttemptAt)
+                .to_owned(),
         )
         .await?;
         m.create_table(
@@ -288,7 +337,11 @@ impl MigrationTrait for Migration {
         )
         .await?;
         m.create_index(
-            Index::create().name("delivery_attempts_delivery").table(DeliveryAttempts::Table).col(DeliveryAttempts::DeliveryId).to_owned(),
+            Index::create()
+                .name("delivery_attempts_delivery")
+                .table(DeliveryAttempts::Table)
+                .col(DeliveryAttempts::DeliveryId)
+                .to_owned(),
         )
         .await?;
         m.create_table(
@@ -327,15 +380,32 @@ impl MigrationTrait for Migration {
         )
         .await?;
         m.create_index(
-            Index::create().name("inbox_by_name").table(InboxRequests::Table).col(InboxRequests::Inbox).col(InboxRequests::Id).to_owned(),
+            Index::create()
+                .name("inbox_by_name")
+                .table(InboxRequests::Table)
+                .col(InboxRequests::Inbox)
+                .col(InboxRequests::Id)
+                .to_owned(),
         )
         .await?;
         Ok(())
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        for t in ["inbox_requests", "api_tokens", "secrets", "delivery_attempts", "deliveries", "step_runs", "runs", "events", "flow_versions", "flows"] {
-            m.drop_table(Table::drop().table(Alias::new(t)).to_owned()).await?;
+        for t in [
+            "inbox_requests",
+            "api_tokens",
+            "secrets",
+            "delivery_attempts",
+            "deliveries",
+            "step_runs",
+            "runs",
+            "events",
+            "flow_versions",
+            "flows",
+        ] {
+            m.drop_table(Table::drop().table(Alias::new(t)).to_owned())
+                .await?;
         }
         Ok(())
     }

@@ -59,7 +59,10 @@ impl Running {
 pub async fn start(cfg: ServeArgs, listener: TcpListener) -> anyhow::Result<Running> {
     let store = cfg.db.open().await?;
     let key = cfg.db.master_key()?;
-    let http_opts = connectors::HttpOptions { allow_private_targets: cfg.allow_private_targets, ..Default::default() };
+    let http_opts = connectors::HttpOptions {
+        allow_private_targets: cfg.allow_private_targets,
+        ..Default::default()
+    };
     let registry = connectors::registry(http_opts.clone());
     let wake_runs = Arc::new(Notify::new());
     let writer = {
@@ -95,7 +98,8 @@ pub async fn start(cfg: ServeArgs, listener: TcpListener) -> anyhow::Result<Runn
     let router = crate::http::router(app.clone());
     let shutdown = app.shutdown.clone();
     tasks.spawn(async move {
-        let serve = axum::serve(listener, router).with_graceful_shutdown(async move { shutdown.cancelled().await });
+        let serve = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await });
         if let Err(e) = serve.await {
             tracing::error!(error = %e, "HTTP server stopped with an error");
         }
@@ -124,7 +128,8 @@ async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -153,13 +158,19 @@ async fn refresh_loop(app: AppState) {
 }
 
 /// The application without its HTTP server and background workers, for one-shot commands.
-pub async fn open_offline(db: crate::config::DbArgs, allow_private_targets: bool) -> anyhow::Result<AppState> {
+pub async fn open_offline(
+    db: crate::config::DbArgs,
+    allow_private_targets: bool,
+) -> anyhow::Result<AppState> {
     let mut cfg = ServeArgs::for_data_dir(db.data_dir.clone());
     cfg.db = db;
     cfg.allow_private_targets = allow_private_targets;
     let store = cfg.db.open().await?;
     let key = cfg.db.master_key()?;
-    let http_opts = connectors::HttpOptions { allow_private_targets, ..Default::default() };
+    let http_opts = connectors::HttpOptions {
+        allow_private_targets,
+        ..Default::default()
+    };
     let wake_runs = Arc::new(Notify::new());
     let app = Arc::new(App {
         writer: Writer::start(store.clone(), || {}),

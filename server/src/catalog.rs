@@ -34,14 +34,18 @@ impl Catalog {
         for row in rows {
             let doc: Value = serde_json::from_str(&row.definition)?;
             // Stored flows were valid when saved; secrets may have gone since, which shows at run time.
-            let cx = ValidateCx { registry, secret_exists: None };
+            let cx = ValidateCx {
+                registry,
+                secret_exists: None,
+            };
             match prepare(&doc, &cx) {
                 Ok(flow) => {
                     let flow = Arc::new(flow);
                     if let Trigger::Webhook(w) = &flow.flow.trigger {
                         next.routes.insert(w.path.clone(), row.name.clone());
                     }
-                    next.versions.insert((row.name.clone(), row.version), flow.clone());
+                    next.versions
+                        .insert((row.name.clone(), row.version), flow.clone());
                     next.current.insert(row.name, (row.version, flow));
                 }
                 Err(issues) => {
@@ -66,27 +70,59 @@ impl Catalog {
     }
 
     pub fn current(&self, name: &str) -> Option<(i64, Arc<PreparedFlow>)> {
-        self.inner.read().expect("catalog lock").current.get(name).cloned()
+        self.inner
+            .read()
+            .expect("catalog lock")
+            .current
+            .get(name)
+            .cloned()
     }
 
     /// The flow which serves `path`, if any.
     pub fn route_owner(&self, path: &str) -> Option<String> {
-        self.inner.read().expect("catalog lock").routes.get(path).cloned()
+        self.inner
+            .read()
+            .expect("catalog lock")
+            .routes
+            .get(path)
+            .cloned()
     }
 
     /// Flow name → the flows it chains to, for every current flow.
     pub fn chain_edges(&self) -> HashMap<String, BTreeSet<String>> {
         let inner = self.inner.read().expect("catalog lock");
-        inner.current.iter().map(|(n, (_, f))| (n.clone(), f.chained_flows())).collect()
+        inner
+            .current
+            .iter()
+            .map(|(n, (_, f))| (n.clone(), f.chained_flows()))
+            .collect()
     }
 
     pub fn names(&self) -> BTreeSet<String> {
-        self.inner.read().expect("catalog lock").current.keys().cloned().collect()
+        self.inner
+            .read()
+            .expect("catalog lock")
+            .current
+            .keys()
+            .cloned()
+            .collect()
     }
 
     /// A specific version, loading it from the store when it is not cached.
-    pub async fn version(&self, store: &Store, registry: &Registry, name: &str, version: i64) -> Result<Arc<PreparedFlow>, Error> {
-        if let Some(f) = self.inner.read().expect("catalog lock").versions.get(&(name.to_string(), version)) {
+    pub async fn version(
+        &self,
+        store: &Store,
+        registry: &Registry,
+        name: &str,
+        version: i64,
+    ) -> Result<Arc<PreparedFlow>, Error> {
+        if let Some(f) = self
+            .inner
+            .read()
+            .expect("catalog lock")
+            .versions
+            .get(&(name.to_string(), version))
+        {
             return Ok(f.clone());
         }
         let row = store
@@ -94,9 +130,16 @@ impl Catalog {
             .await?
             .ok_or_else(|| Error::NotFound(format!("flow '{name}' has no version {version}")))?;
         let doc: Value = serde_json::from_str(&row.definition)?;
-        let cx = ValidateCx { registry, secret_exists: None };
+        let cx = ValidateCx {
+            registry,
+            secret_exists: None,
+        };
         let flow = Arc::new(prepare(&doc, &cx).map_err(Error::Invalid)?);
-        self.inner.write().expect("catalog lock").versions.insert((name.to_string(), version), flow.clone());
+        self.inner
+            .write()
+            .expect("catalog lock")
+            .versions
+            .insert((name.to_string(), version), flow.clone());
         Ok(flow)
     }
 }

@@ -102,14 +102,24 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<bool> {
     match cli.command {
         Command::Serve(args) => crate::app::run(*args).await.map(|()| true),
         Command::Validate { files } => validate(&files),
-        Command::Import { files, on_conflict, db } => {
+        Command::Import {
+            files,
+            on_conflict,
+            db,
+        } => {
             let app = open_offline(db, false).await?;
             let mut flows_list = Vec::new();
             for f in &files {
                 let doc = flows::read_flow_files(f)?;
                 flows_list.extend(flows::split_import(doc)?.into_iter().map(|(_, d)| d));
             }
-            match flows::import(&app, serde_json::json!({"hookflow": 1, "flows": flows_list}), on_conflict).await {
+            match flows::import(
+                &app,
+                serde_json::json!({"hookflow": 1, "flows": flows_list}),
+                on_conflict,
+            )
+            .await
+            {
                 Ok(report) => {
                     println!("{}", serde_json::to_string_pretty(&report)?);
                     Ok(true)
@@ -127,28 +137,44 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<bool> {
             let store = db.open().await?;
             let doc = match name {
                 Some(n) => {
-                    let f = store.get_flow(&n).await?.ok_or_else(|| anyhow::anyhow!("no flow named '{n}'"))?;
+                    let f = store
+                        .get_flow(&n)
+                        .await?
+                        .ok_or_else(|| anyhow::anyhow!("no flow named '{n}'"))?;
                     serde_json::from_str(&f.definition)?
                 }
                 None => flows::export_all(&store).await?,
             };
             let text = serde_json::to_string_pretty(&doc)? + "\n";
             match output {
-                Some(path) => std::fs::write(&path, text).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?,
+                Some(path) => std::fs::write(&path, text)
+                    .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?,
                 None => print!("{text}"),
             }
             Ok(true)
         }
-        Command::Run { flow, payload, allow_private_targets, db } => run_once(&flow, &payload, allow_private_targets, db).await,
-        Command::Token { command: TokenCommand::Create { name, db } } => {
+        Command::Run {
+            flow,
+            payload,
+            allow_private_targets,
+            db,
+        } => run_once(&flow, &payload, allow_private_targets, db).await,
+        Command::Token {
+            command: TokenCommand::Create { name, db },
+        } => {
             let store = db.open().await?;
             println!("{}", store.create_token(&name).await?);
             Ok(true)
         }
-        Command::Secret { command: SecretCommand::Set { name, db } } => {
+        Command::Secret {
+            command: SecretCommand::Set { name, db },
+        } => {
             let mut value = String::new();
             std::io::stdin().read_to_string(&mut value)?;
-            let value = value.strip_suffix('\n').map(|v| v.strip_suffix('\r').unwrap_or(v)).unwrap_or(&value);
+            let value = value
+                .strip_suffix('\n')
+                .map(|v| v.strip_suffix('\r').unwrap_or(v))
+                .unwrap_or(&value);
             let store = db.open().await?;
             store.set_secret(&db.master_key()?, &name, value).await?;
             eprintln!("secret '{name}' set");
@@ -159,7 +185,10 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<bool> {
 
 fn validate(files: &[PathBuf]) -> anyhow::Result<bool> {
     let registry = connectors::registry(connectors::HttpOptions::default());
-    let cx = ValidateCx { registry: &registry, secret_exists: None };
+    let cx = ValidateCx {
+        registry: &registry,
+        secret_exists: None,
+    };
     let mut ok = true;
     for path in files {
         let doc = match flows::read_flow_files(path) {
@@ -171,12 +200,24 @@ fn validate(files: &[PathBuf]) -> anyhow::Result<bool> {
             }
         };
         for (at, flow) in flows::split_import(doc)? {
-            let label = flow.get("name").and_then(Value::as_str).unwrap_or("?").to_string();
+            let label = flow
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("?")
+                .to_string();
             match prepare(&flow, &cx) {
                 Ok(_) => println!("ok: {label} ({})", path.display()),
                 Err(issues) => {
                     ok = false;
-                    eprintln!("invalid: {label} ({}{})", path.display(), if at.is_empty() { String::new() } else { format!(" {at}") });
+                    eprintln!(
+                        "invalid: {label} ({}{})",
+                        path.display(),
+                        if at.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" {at}")
+                        }
+                    );
                     for i in issues {
                         eprintln!("  {i}");
                     }
@@ -187,10 +228,18 @@ fn validate(files: &[PathBuf]) -> anyhow::Result<bool> {
     Ok(ok)
 }
 
-async fn run_once(flow: &str, payload: &str, allow_private: bool, mut db: DbArgs) -> anyhow::Result<bool> {
+async fn run_once(
+    flow: &str,
+    payload: &str,
+    allow_private: bool,
+    mut db: DbArgs,
+) -> anyhow::Result<bool> {
     let payload: Value = match payload.strip_prefix('@') {
-        Some(file) => serde_json::from_str(&std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("reading {file}: {e}"))?)?,
-        None => serde_json::from_str(payload).map_err(|e| anyhow::anyhow!("--payload is not valid JSON: {e}"))?,
+        Some(file) => serde_json::from_str(
+            &std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("reading {file}: {e}"))?,
+        )?,
+        None => serde_json::from_str(payload)
+            .map_err(|e| anyhow::anyhow!("--payload is not valid JSON: {e}"))?,
     };
     let path = PathBuf::from(flow);
     let _tmp;
@@ -203,25 +252,47 @@ async fn run_once(flow: &str, payload: &str, allow_private: bool, mut db: DbArgs
         let app = open_offline(db.clone(), allow_private).await?;
         let doc = flows::read_flow_files(&path)?;
         flows::import(&app, doc, OnConflict::Replace).await?;
-        app.catalog.names().into_iter().next().ok_or_else(|| anyhow::anyhow!("{} holds no flow", path.display()))?
+        app.catalog
+            .names()
+            .into_iter()
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("{} holds no flow", path.display()))?
     } else {
         flow.to_string()
     };
     let app = open_offline(db, allow_private).await?;
-    let (version, _) = app.catalog.current(&name).ok_or_else(|| anyhow::anyhow!("no flow named '{name}'"))?;
+    let (version, _) = app
+        .catalog
+        .current(&name)
+        .ok_or_else(|| anyhow::anyhow!("no flow named '{name}'"))?;
     let run_id = start_run(&app, &name, version, Started::manual(payload)).await?;
-    let run = app.store.claim_run(&run_id, &app.worker_id, crate::worker::LEASE_MS).await?.ok_or_else(|| anyhow::anyhow!("run vanished"))?;
+    let run = app
+        .store
+        .claim_run(&run_id, &app.worker_id, crate::worker::LEASE_MS)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("run vanished"))?;
     crate::worker::execute_claimed(&app, run).await;
-    let run = app.store.get_run(&run_id).await?.ok_or_else(|| anyhow::anyhow!("run vanished"))?;
+    let run = app
+        .store
+        .get_run(&run_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("run vanished"))?;
     for step in app.store.run_steps(&run_id).await? {
         let s = step_json(&step);
-        println!("── {} [{}] {} ms", step.step_id, step.status, step.duration_ms);
+        println!(
+            "── {} [{}] {} ms",
+            step.step_id, step.status, step.duration_ms
+        );
         if let Some(err) = &step.error {
             println!("error: {err}");
         }
         println!("{}", serde_json::to_string_pretty(&s["output"])?);
     }
-    println!("run {run_id}: {}{}", run.status, run.error.map(|e| format!(" ({e})")).unwrap_or_default());
+    println!(
+        "run {run_id}: {}{}",
+        run.status,
+        run.error.map(|e| format!(" ({e})")).unwrap_or_default()
+    );
     Ok(run.status == "succeeded" || run.status == "filtered")
 }
 

@@ -17,21 +17,32 @@ pub struct DbArgs {
     pub data_dir: PathBuf,
     /// SQLite durability: `full` fsyncs every commit (an acknowledged webhook survives a power
     /// cut); `normal` survives a process crash only, and is faster.
-    #[arg(long, env = "HOOKFLOW_SQLITE_SYNCHRONOUS", value_enum, default_value = "full")]
+    #[arg(
+        long,
+        env = "HOOKFLOW_SQLITE_SYNCHRONOUS",
+        value_enum,
+        default_value = "full"
+    )]
     pub sqlite_synchronous: SqliteSync,
 }
 
 impl DbArgs {
     pub fn url(&self) -> String {
-        self.database_url.clone().unwrap_or_else(|| Store::sqlite_url(&self.data_dir))
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| Store::sqlite_url(&self.data_dir))
     }
 
     /// Open (creating the data directory for SQLite) and migrate.
     pub async fn open(&self) -> anyhow::Result<Store> {
         let url = self.url();
         if url.starts_with("sqlite:") && self.database_url.is_none() {
-            std::fs::create_dir_all(&self.data_dir)
-                .map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", self.data_dir.display()))?;
+            std::fs::create_dir_all(&self.data_dir).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot create data directory {}: {e}",
+                    self.data_dir.display()
+                )
+            })?;
         }
         Store::open(&url, self.sqlite_synchronous)
             .await
@@ -91,7 +102,10 @@ pub struct ServeArgs {
 pub struct Schedule(pub Vec<Duration>);
 
 pub fn parse_schedule(s: &str) -> Result<Schedule, String> {
-    let delays = s.split(',').map(|p| parse_duration(p.trim())).collect::<Result<Vec<_>, _>>()?;
+    let delays = s
+        .split(',')
+        .map(|p| parse_duration(p.trim()))
+        .collect::<Result<Vec<_>, _>>()?;
     if delays.is_empty() || delays.len() > 50 {
         return Err("give between 1 and 50 delays".into());
     }
@@ -102,14 +116,20 @@ pub fn parse_schedule(s: &str) -> Result<Schedule, String> {
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("'{s}' is not a duration (e.g. 500ms, 5s, 5m, 2h)"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration (e.g. 500ms, 5s, 5m, 2h)"))?;
     Ok(match unit {
         "ms" => Duration::from_millis(n),
         "" | "s" => Duration::from_secs(n),
         "m" => Duration::from_secs(n * 60),
         "h" => Duration::from_secs(n * 3600),
         "d" => Duration::from_secs(n * 86_400),
-        _ => return Err(format!("'{s}': unknown unit '{unit}' (use ms, s, m, h or d)")),
+        _ => {
+            return Err(format!(
+                "'{s}': unknown unit '{unit}' (use ms, s, m, h or d)"
+            ));
+        }
     })
 }
 
@@ -118,12 +138,17 @@ impl ServeArgs {
     pub fn for_data_dir(data_dir: PathBuf) -> ServeArgs {
         ServeArgs {
             listen: "127.0.0.1:0".parse().expect("valid address"),
-            db: DbArgs { database_url: None, data_dir, sqlite_synchronous: SqliteSync::Full },
+            db: DbArgs {
+                database_url: None,
+                data_dir,
+                sqlite_synchronous: SqliteSync::Full,
+            },
             workers: 32,
             import: Vec::new(),
             allow_private_targets: false,
             max_body_bytes: 1024 * 1024,
-            delivery_schedule: parse_schedule("0s,5s,5m,30m,2h,5h,10h,10h").expect("valid schedule"),
+            delivery_schedule: parse_schedule("0s,5s,5m,30m,2h,5h,10h,10h")
+                .expect("valid schedule"),
             public_metrics: true,
         }
     }
@@ -139,7 +164,10 @@ mod tests {
         assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
         assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
         assert!(parse_duration("5y").is_err());
-        assert_eq!(parse_schedule("0s, 5s").unwrap().0, vec![Duration::ZERO, Duration::from_secs(5)]);
+        assert_eq!(
+            parse_schedule("0s, 5s").unwrap().0,
+            vec![Duration::ZERO, Duration::from_secs(5)]
+        );
     }
 
     #[test]

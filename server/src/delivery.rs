@@ -30,14 +30,20 @@ pub async fn run_deliveries(app: AppState) {
         let claimed = if free == 0 {
             Vec::new()
         } else {
-            app.store.claim_deliveries(free, LEASE_MS).await.unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "could not claim deliveries");
-                Vec::new()
-            })
+            app.store
+                .claim_deliveries(free, LEASE_MS)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "could not claim deliveries");
+                    Vec::new()
+                })
         };
         let idle = claimed.is_empty();
         for d in claimed {
-            let permit = slots.clone().try_acquire_owned().expect("counted free slots");
+            let permit = slots
+                .clone()
+                .try_acquire_owned()
+                .expect("counted free slots");
             let app = app.clone();
             running.spawn(async move {
                 send(&app, d).await;
@@ -70,13 +76,29 @@ async fn send(app: &App, d: deliveries::Model) {
         Err((s, e)) => (s, None, Some(e)),
     };
     let succeeded = error.is_none() && status.is_some_and(|s| (200..300).contains(&s));
-    let error = error.or_else(|| (!succeeded).then(|| format!("the endpoint answered {}", status.unwrap_or(0))));
+    let error = error
+        .or_else(|| (!succeeded).then(|| format!("the endpoint answered {}", status.unwrap_or(0))));
     // 410 Gone: the receiver asks us to stop (Standard Webhooks).
     let gone = status == Some(410);
-    let next = if succeeded || gone { None } else { next_attempt(&app.cfg.delivery_schedule.0, d.attempts as usize + 1) };
+    // A refused target will not become allowed by waiting.
+    let denied = error
+        .as_deref()
+        .is_some_and(|e| e.starts_with("egress denied"));
+    let next = if succeeded || gone || denied {
+        None
+    } else {
+        next_attempt(&app.cfg.delivery_schedule.0, d.attempts as usize + 1)
+    };
     metrics::counter!("hookflow_deliveries_total", "status" => if succeeded { "succeeded" } else if next.is_some() { "retrying" } else { "failed" })
         .increment(1);
-    let result = AttemptResult { response_status: status, response_body: body, error, duration_ms, next_attempt_at: next, succeeded };
+    let result = AttemptResult {
+        response_status: status,
+        response_body: body,
+        error,
+        duration_ms,
+        next_attempt_at: next,
+        succeeded,
+    };
     if let Err(e) = app.store.record_delivery_attempt(&d, result).await {
         tracing::error!(delivery = %d.id, error = %e, "could not record a delivery attempt; it will be retried");
     }
@@ -91,26 +113,48 @@ fn next_attempt(schedule: &[Duration], done: usize) -> Option<i64> {
 
 /// Send the request: `Ok((status, body))` when an answer came, `Err((status, error))` otherwise.
 async fn attempt(app: &App, d: &deliveries::Model) -> Result<(i32, String), (Option<i32>, String)> {
+    // IP-literal hosts never reach the guarded resolver, so every target is checked here too.
+    let url = connectors::egress::check_target(&d.url, app.cfg.allow_private_targets)
+        .map_err(|e| (None, format!("egress denied: {e}")))?;
     let mut req = app
         .http
-        .post(&d.url)
+        .post(url)
         .timeout(TIMEOUT)
         .header("content-type", "application/json")
         .header("webhook-id", &d.id);
     if let Some(secret_src) = &d.secret {
-        let secret = render_secret(app, secret_src).await.map_err(|e| (None, e))?;
+        let secret = render_secret(app, secret_src)
+            .await
+            .map_err(|e| (None, e))?;
         let ts = chrono::Utc::now().timestamp();
-        let sig = connectors::signing::sign(&secret, &d.id, ts, d.body.as_bytes()).map_err(|e| (None, e))?;
-        req = req.header("webhook-timestamp", ts.to_string()).header("webhook-signature", sig);
+        let sig = connectors::signing::sign(&secret, &d.id, ts, d.body.as_bytes())
+            .map_err(|e| (None, e))?;
+        req = req
+            .header("webhook-timestamp", ts.to_string())
+            .header("webhook-signature", sig);
     } else {
-        req = req.header("webhook-timestamp", chrono::Utc::now().timestamp().to_string());
+        req = req.header(
+            "webhook-timestamp",
+            chrono::Utc::now().timestamp().to_string(),
+        );
     }
-    let resp = req.body(d.body.clone()).send().await.map_err(|e| (None, format!("{e}")))?;
+    let resp =
+        req.body(d.body.clone()).send().await.map_err(|e| {
+            match connectors::egress::denial(&e) {
+                Some(reason) => (None, format!("egress denied: {reason}")),
+                None => (None, describe(&e)),
+            }
+        })?;
     let status = resp.status().as_u16() as i32;
-    let body = connectors::http::read_capped(resp, 1024 * 1024).await.unwrap_or_default();
+    let body = connectors::http::read_capped(resp, 1024 * 1024)
+        .await
+        .unwrap_or_default();
     let mut text = String::from_utf8_lossy(&body).into_owned();
     if text.len() > KEEP_RESPONSE {
-        let cut = (0..=KEEP_RESPONSE).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+        let cut = (0..=KEEP_RESPONSE)
+            .rev()
+            .find(|&i| text.is_char_boundary(i))
+            .unwrap_or(0);
         text.truncate(cut);
     }
     Ok((status, text))
@@ -122,10 +166,25 @@ async fn render_secret(app: &App, src: &str) -> Result<String, String> {
     let secrets: HashMap<String, String> = if t.secret_refs().is_empty() {
         HashMap::new()
     } else {
-        app.store.load_secrets(&app.key).await.map_err(|e| e.to_string())?
+        app.store
+            .load_secrets(&app.key)
+            .await
+            .map_err(|e| e.to_string())?
     };
     let rs = RunSecrets::new(&secrets);
-    t.render_string(&serde_json::Value::Null, &rs).map_err(|e| format!("signing secret: {e}"))
+    t.render_string(&serde_json::Value::Null, &rs)
+        .map_err(|e| format!("signing secret: {e}"))
+}
+
+/// A send error with its causes, which say what actually went wrong (refused, timed out, DNS).
+fn describe(e: &reqwest::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        msg.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    msg
 }
 
 #[cfg(test)]

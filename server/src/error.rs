@@ -78,7 +78,8 @@ impl IntoResponse for Error {
                 }
             }
             Error::Unavailable(_) => {
-                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
             }
             _ => {}
         }

@@ -43,24 +43,46 @@ pub struct ImportReport {
 /// Each comes with the location prefix its problems are reported under.
 pub fn split_import(doc: Value) -> Result<Vec<(String, Value)>, Error> {
     match doc {
-        Value::Array(items) => Ok(items.into_iter().enumerate().map(|(i, f)| (index_path("", i), f)).collect()),
+        Value::Array(items) => Ok(items
+            .into_iter()
+            .enumerate()
+            .map(|(i, f)| (index_path("", i), f))
+            .collect()),
         Value::Object(mut map) if map.contains_key("flows") && !map.contains_key("trigger") => {
             let Some(Value::Array(items)) = map.remove("flows") else {
-                return Err(Error::BadRequest("a bundle's \"flows\" must be an array of flows".into()));
+                return Err(Error::BadRequest(
+                    "a bundle's \"flows\" must be an array of flows".into(),
+                ));
             };
-            Ok(items.into_iter().enumerate().map(|(i, f)| (index_path("flows", i), f)).collect())
+            Ok(items
+                .into_iter()
+                .enumerate()
+                .map(|(i, f)| (index_path("flows", i), f))
+                .collect())
         }
         Value::Object(_) => Ok(vec![(String::new(), doc)]),
-        _ => Err(Error::BadRequest("expected a flow, an array of flows, or a bundle {\"hookflow\": 1, \"flows\": [...]}".into())),
+        _ => Err(Error::BadRequest(
+            "expected a flow, an array of flows, or a bundle {\"hookflow\": 1, \"flows\": [...]}"
+                .into(),
+        )),
     }
 }
 
 /// Validate flows that are to be saved together, against each other and the stored flows:
 /// each document on its own, webhook paths that collide, chains to unknown flows, chain cycles.
 pub async fn validate_set(app: &App, docs: &[(String, Value)]) -> Result<Vec<PreparedFlow>, Error> {
-    let secrets: BTreeSet<String> = app.store.secret_names().await?.into_iter().map(|(n, _)| n).collect();
+    let secrets: BTreeSet<String> = app
+        .store
+        .secret_names()
+        .await?
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
     let exists = move |n: &str| secrets.contains(n);
-    let cx = ValidateCx { registry: &app.registry, secret_exists: Some(&exists) };
+    let cx = ValidateCx {
+        registry: &app.registry,
+        secret_exists: Some(&exists),
+    };
     let mut issues: Vec<Issue> = Vec::new();
     let mut prepared = Vec::new();
     for (at, doc) in docs {
@@ -69,21 +91,33 @@ pub async fn validate_set(app: &App, docs: &[(String, Value)]) -> Result<Vec<Pre
             Err(found) => issues.extend(found.into_iter().map(|i| i.under(at))),
         }
     }
-    let new_names: HashMap<&str, &str> = prepared.iter().map(|(at, p)| (p.name(), at.as_str())).collect();
+    let new_names: HashMap<&str, &str> = prepared
+        .iter()
+        .map(|(at, p)| (p.name(), at.as_str()))
+        .collect();
     let mut seen_names: HashMap<&str, &str> = HashMap::new();
     let mut paths: HashMap<&str, &str> = HashMap::new();
     for (at, p) in &prepared {
         if let Some(other) = seen_names.insert(p.name(), at) {
-            issues.push(Issue::new(join_path(at, "name"), format!("flow '{}' appears twice (also at {other})", p.name())));
+            issues.push(Issue::new(
+                join_path(at, "name"),
+                format!("flow '{}' appears twice (also at {other})", p.name()),
+            ));
         }
         if let Trigger::Webhook(w) = &p.flow.trigger {
             if let Some(other) = paths.insert(&w.path, p.name()) {
-                issues.push(Issue::new(join_path(at, "trigger.path"), format!("/hooks/{} is also used by flow '{other}'", w.path)));
+                issues.push(Issue::new(
+                    join_path(at, "trigger.path"),
+                    format!("/hooks/{} is also used by flow '{other}'", w.path),
+                ));
             } else if let Some(owner) = app.catalog.route_owner(&w.path) {
                 // The owner keeps the path unless it is being replaced by this same import.
                 let owner_moves = new_names.contains_key(owner.as_str());
                 if owner != p.name() && !owner_moves {
-                    issues.push(Issue::new(join_path(at, "trigger.path"), format!("/hooks/{} is already used by flow '{owner}'", w.path)));
+                    issues.push(Issue::new(
+                        join_path(at, "trigger.path"),
+                        format!("/hooks/{} is already used by flow '{owner}'", w.path),
+                    ));
                 }
             }
         }
@@ -104,23 +138,39 @@ pub async fn validate_set(app: &App, docs: &[(String, Value)]) -> Result<Vec<Pre
         edges.insert(p.name().to_string(), p.chained_flows());
     }
     if let Some(cycle) = find_chain_cycle(&edges) {
-        let at = cycle.iter().find_map(|n| new_names.get(n.as_str())).copied().unwrap_or("");
-        issues.push(Issue::new(join_path(at, "steps"), format!("flows chain in a cycle: {}", cycle.join(" → "))));
+        let at = cycle
+            .iter()
+            .find_map(|n| new_names.get(n.as_str()))
+            .copied()
+            .unwrap_or("");
+        issues.push(Issue::new(
+            join_path(at, "steps"),
+            format!("flows chain in a cycle: {}", cycle.join(" → ")),
+        ));
     }
-    if issues.is_empty() { Ok(prepared.into_iter().map(|(_, p)| p).collect()) } else { Err(Error::Invalid(issues)) }
+    if issues.is_empty() {
+        Ok(prepared.into_iter().map(|(_, p)| p).collect())
+    } else {
+        Err(Error::Invalid(issues))
+    }
 }
 
 async fn save_prepared(app: &App, p: &PreparedFlow) -> Result<Saved, Error> {
     let f = &p.flow;
-    app.store.save_flow(&f.name, &f.source, f.title.clone(), f.enabled).await
+    app.store
+        .save_flow(&f.name, &f.source, f.title.clone(), f.enabled)
+        .await
 }
 
 /// Save one flow (create or new version). `expected`: the name in the URL, which must match.
 pub async fn save(app: &App, doc: Value, expected: Option<&str>) -> Result<Saved, Error> {
-    if let (Some(want), Some(got)) = (expected, doc.get("name").and_then(Value::as_str)) {
-        if want != got {
-            return Err(Error::Invalid(vec![Issue::new("name", format!("'{got}' does not match the flow in the URL ('{want}')"))]));
-        }
+    if let (Some(want), Some(got)) = (expected, doc.get("name").and_then(Value::as_str))
+        && want != got
+    {
+        return Err(Error::Invalid(vec![Issue::new(
+            "name",
+            format!("'{got}' does not match the flow in the URL ('{want}')"),
+        )]));
     }
     let prepared = validate_set(app, &[(String::new(), doc)]).await?;
     let saved = save_prepared(app, &prepared[0]).await?;
@@ -135,7 +185,11 @@ pub async fn import(app: &App, doc: Value, on_conflict: OnConflict) -> Result<Im
     let mut report = ImportReport::default();
     let existing = app.catalog.names();
     if on_conflict == OnConflict::Fail {
-        let taken: Vec<&str> = prepared.iter().map(|p| p.name()).filter(|n| existing.contains(*n)).collect();
+        let taken: Vec<&str> = prepared
+            .iter()
+            .map(|p| p.name())
+            .filter(|n| existing.contains(*n))
+            .collect();
         if !taken.is_empty() {
             return Err(Error::Conflict(format!(
                 "flows already exist: {}; import with on_conflict=replace or skip",
@@ -150,7 +204,9 @@ pub async fn import(app: &App, doc: Value, on_conflict: OnConflict) -> Result<Im
         }
         let saved = save_prepared(app, p).await?;
         if saved.changed {
-            report.imported.push(json!({"name": p.name(), "version": saved.version}));
+            report
+                .imported
+                .push(json!({"name": p.name(), "version": saved.version}));
         } else {
             report.unchanged.push(p.name().to_string());
         }
@@ -174,9 +230,10 @@ pub fn read_flow_files(path: &Path) -> Result<Value, Error> {
     };
     let mut flows = Vec::new();
     for file in files {
-        let text = std::fs::read_to_string(&file).map_err(|e| Error::BadRequest(format!("cannot read {}: {e}", file.display())))?;
-        let doc: Value =
-            serde_json::from_str(&text).map_err(|e| Error::BadRequest(format!("{}: not valid JSON: {e}", file.display())))?;
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| Error::BadRequest(format!("cannot read {}: {e}", file.display())))?;
+        let doc: Value = serde_json::from_str(&text)
+            .map_err(|e| Error::BadRequest(format!("{}: not valid JSON: {e}", file.display())))?;
         flows.extend(split_import(doc)?.into_iter().map(|(_, f)| f));
     }
     Ok(json!({"hookflow": 1, "flows": flows}))

@@ -34,7 +34,8 @@ pub fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, Error> {
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(Value::Null);
         }
-        return serde_json::from_slice(body).map_err(|e| Error::BadRequest(format!("the body is not valid JSON: {e}")));
+        return serde_json::from_slice(body)
+            .map_err(|e| Error::BadRequest(format!("the body is not valid JSON: {e}")));
     }
     if ct == "application/x-www-form-urlencoded" {
         return Ok(form_object(body));
@@ -69,7 +70,12 @@ pub struct Inbound {
 
 /// Queue a run of `flow` (at `version`) for an inbound request; returns the run id once the
 /// event and the run are committed.
-pub async fn accept_webhook(app: &App, flow: &str, version: i64, req: Inbound) -> Result<String, Error> {
+pub async fn accept_webhook(
+    app: &App,
+    flow: &str,
+    version: i64,
+    req: Inbound,
+) -> Result<String, Error> {
     let body = parse_body(&req.headers, &req.body)?;
     let now = now_ms();
     let headers = connectors::http::header_object(&req.headers);
@@ -92,7 +98,12 @@ pub async fn accept_webhook(app: &App, flow: &str, version: i64, req: Inbound) -
     };
     let run = new_run(flow, version, &trigger, 0, None, None);
     let id = run.id.clone().unwrap();
-    app.writer.submit(NewRun { event: Some(event), run: run.with_event(event_id) }).await?;
+    app.writer
+        .submit(NewRun {
+            event: Some(event),
+            run: run.with_event(event_id),
+        })
+        .await?;
     Ok(id)
 }
 
@@ -108,7 +119,14 @@ pub struct Started {
 
 impl Started {
     pub fn manual(body: Value) -> Self {
-        Self { body, source: Value::Null, depth: 0, parent: None, key: None, method: "POST" }
+        Self {
+            body,
+            source: Value::Null,
+            depth: 0,
+            parent: None,
+            key: None,
+            method: "POST",
+        }
     }
 }
 
@@ -133,7 +151,12 @@ pub async fn queue_trigger(
 ) -> Result<String, Error> {
     let run = new_run(flow, version, trigger, depth, parent, key);
     let id = run.id.clone().unwrap();
-    app.writer.submit(NewRun { event: None, run: run.into_active() }).await?;
+    app.writer
+        .submit(NewRun {
+            event: None,
+            run: run.into_active(),
+        })
+        .await?;
     Ok(id)
 }
 
@@ -158,7 +181,14 @@ impl std::ops::Deref for RunRow {
     }
 }
 
-fn new_run(flow: &str, version: i64, trigger: &Value, depth: i32, parent: Option<(String, String)>, key: Option<String>) -> RunRow {
+fn new_run(
+    flow: &str,
+    version: i64,
+    trigger: &Value,
+    depth: i32,
+    parent: Option<(String, String)>,
+    key: Option<String>,
+) -> RunRow {
     let now = now_ms();
     let (parent_run, parent_step) = parent.unzip();
     RunRow(runs::ActiveModel {

@@ -5,7 +5,10 @@ use std::{collections::HashMap, sync::Mutex, time::Duration};
 
 use tokio::sync::oneshot;
 
-use crate::{error::Error, store::{Store, entities::runs}};
+use crate::{
+    error::Error,
+    store::{Store, entities::runs},
+};
 
 #[derive(Default)]
 pub struct Waiters {
@@ -15,7 +18,12 @@ pub struct Waiters {
 impl Waiters {
     fn register(&self, run_id: &str) -> oneshot::Receiver<()> {
         let (tx, rx) = oneshot::channel();
-        self.map.lock().expect("waiters lock").entry(run_id.to_string()).or_default().push(tx);
+        self.map
+            .lock()
+            .expect("waiters lock")
+            .entry(run_id.to_string())
+            .or_default()
+            .push(tx);
         rx
     }
 
@@ -33,15 +41,21 @@ impl Waiters {
     }
 
     /// The run once it has finished, or `None` after `timeout`.
-    pub async fn wait(&self, store: &Store, run_id: &str, timeout: Duration) -> Result<Option<runs::Model>, Error> {
+    pub async fn wait(
+        &self,
+        store: &Store,
+        run_id: &str,
+        timeout: Duration,
+    ) -> Result<Option<runs::Model>, Error> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut woken = self.register(run_id);
         loop {
-            if let Some(run) = store.get_run(run_id).await? {
-                if run.status != "queued" && run.status != "running" {
-                    self.forget(run_id);
-                    return Ok(Some(run));
-                }
+            if let Some(run) = store.get_run(run_id).await?
+                && run.status != "queued"
+                && run.status != "running"
+            {
+                self.forget(run_id);
+                return Ok(Some(run));
             }
             let poll = tokio::time::sleep(Duration::from_millis(250));
             tokio::select! {

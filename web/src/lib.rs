@@ -10,7 +10,11 @@ struct Landing<'a> {
 
 /// The page at `/`: what this server is and where its interfaces are.
 pub fn landing_page() -> String {
-    Landing { version: env!("CARGO_PKG_VERSION") }.render().unwrap_or_else(|e| format!("template error: {e}"))
+    Landing {
+        version: env!("CARGO_PKG_VERSION"),
+    }
+    .render()
+    .unwrap_or_else(|e| format!("template error: {e}"))
 }
 
 #[cfg(test)]

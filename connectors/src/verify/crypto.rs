@@ -90,7 +90,10 @@ pub(super) fn malformed(msg: impl Into<String>) -> VerifyError {
 }
 
 /// The one value of header `name`: missing → 401; repeated or over [`MAX_HEADER_BYTES`] → 400.
-pub(super) fn header_bytes<'h>(headers: &'h HeaderMap, name: &str) -> Result<&'h [u8], VerifyError> {
+pub(super) fn header_bytes<'h>(
+    headers: &'h HeaderMap,
+    name: &str,
+) -> Result<&'h [u8], VerifyError> {
     let mut values = headers.get_all(name).iter();
     let Some(value) = values.next() else {
         return Err(unauthorized(format!("missing header {name}")));
@@ -99,7 +102,9 @@ pub(super) fn header_bytes<'h>(headers: &'h HeaderMap, name: &str) -> Result<&'h
         return Err(malformed(format!("header {name} appears more than once")));
     }
     if value.len() > MAX_HEADER_BYTES {
-        return Err(malformed(format!("header {name} is longer than {MAX_HEADER_BYTES} bytes")));
+        return Err(malformed(format!(
+            "header {name} is longer than {MAX_HEADER_BYTES} bytes"
+        )));
     }
     Ok(value.as_bytes())
 }
@@ -108,7 +113,12 @@ pub(super) fn header_bytes<'h>(headers: &'h HeaderMap, name: &str) -> Result<&'h
 pub(super) fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Result<&'h str, VerifyError> {
     let bytes = header_bytes(headers, name)?;
     match std::str::from_utf8(bytes) {
-        Ok(s) if s.bytes().all(|b| b == b' ' || b == b'\t' || b.is_ascii_graphic()) => Ok(s),
+        Ok(s)
+            if s.bytes()
+                .all(|b| b == b' ' || b == b'\t' || b.is_ascii_graphic()) =>
+        {
+            Ok(s)
+        }
         _ => Err(malformed(format!("header {name} is not printable ASCII"))),
     }
 }
@@ -118,7 +128,9 @@ pub(super) fn timestamp(name: &str, s: &str) -> Result<i64, VerifyError> {
     let digits = !s.is_empty() && s.len() <= 18 && s.bytes().all(|b| b.is_ascii_digit());
     match s.parse::<i64>() {
         Ok(t) if digits => Ok(t),
-        _ => Err(malformed(format!("{name} must be a Unix time in whole seconds"))),
+        _ => Err(malformed(format!(
+            "{name} must be a Unix time in whole seconds"
+        ))),
     }
 }
 
@@ -138,7 +150,8 @@ pub(super) fn fresh(ts: i64, now: i64, tolerance_s: u64) -> Result<(), VerifyErr
 pub(super) fn mac(algorithm: Algorithm, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     macro_rules! run {
         ($digest:ty) => {{
-            let mut m = <Hmac<$digest> as KeyInit>::new_from_slice(key).expect("HMAC takes keys of any length");
+            let mut m = <Hmac<$digest> as KeyInit>::new_from_slice(key)
+                .expect("HMAC takes keys of any length");
             for part in parts {
                 m.update(part);
             }

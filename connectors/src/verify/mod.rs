@@ -140,16 +140,18 @@ impl Verifier {
         match &self.kind {
             Kind::None => Ok(()),
             Kind::Basic { username, password } => {
-                let username = username.render(secrets)?;
-                if username.contains(':') {
+                let user = username.render(secrets)?;
+                if user.contains(':') {
                     return Err(VerifyError::Config(format!(
-                        "verify.username must not contain ':'{}",
-                        username_names(&self.kind)
+                        "verify.username{} must not contain ':'",
+                        username.names()
                     )));
                 }
-                schemes::basic(headers, &username, &password.render(secrets)?)
+                schemes::basic(headers, &user, &password.render(secrets)?)
             }
-            Kind::ApiKey { header, value } => schemes::api_key(headers, header, &value.render(secrets)?),
+            Kind::ApiKey { header, value } => {
+                schemes::api_key(headers, header, &value.render(secrets)?)
+            }
             Kind::Hmac {
                 secrets: keys,
                 header,
@@ -165,16 +167,32 @@ impl Verifier {
                 *encoding,
                 prefix,
             ),
-            Kind::Github { secrets: keys } => schemes::github(headers, body, &render_all(keys, secrets)?),
+            Kind::Github { secrets: keys } => {
+                schemes::github(headers, body, &render_all(keys, secrets)?)
+            }
             Kind::Stripe {
                 secrets: keys,
                 tolerance_s,
-            } => schemes::stripe(headers, body, &render_all(keys, secrets)?, now, *tolerance_s),
-            Kind::Shopify { secrets: keys } => schemes::shopify(headers, body, &render_all(keys, secrets)?),
+            } => schemes::stripe(
+                headers,
+                body,
+                &render_all(keys, secrets)?,
+                now,
+                *tolerance_s,
+            ),
+            Kind::Shopify { secrets: keys } => {
+                schemes::shopify(headers, body, &render_all(keys, secrets)?)
+            }
             Kind::Slack {
                 secrets: keys,
                 tolerance_s,
-            } => schemes::slack(headers, body, &render_all(keys, secrets)?, now, *tolerance_s),
+            } => schemes::slack(
+                headers,
+                body,
+                &render_all(keys, secrets)?,
+                now,
+                *tolerance_s,
+            ),
             Kind::StandardWebhooks {
                 secrets: keys,
                 tolerance_s,
@@ -184,7 +202,11 @@ impl Verifier {
                     .map(|cred| {
                         let value = cred.render(secrets)?;
                         schemes::standard_key(&value).map_err(|problem| {
-                            VerifyError::Config(format!("verify.{}{} {problem}", cred.at, cred.names()))
+                            VerifyError::Config(format!(
+                                "verify.{}{} {problem}",
+                                cred.at,
+                                cred.names()
+                            ))
                         })
                     })
                     .collect::<Result<Vec<_>, _>>()?;
@@ -205,13 +227,6 @@ impl Verifier {
             | Kind::Slack { secrets, .. }
             | Kind::StandardWebhooks { secrets, .. } => secrets.iter().collect(),
         }
-    }
-}
-
-fn username_names(kind: &Kind) -> String {
-    match kind {
-        Kind::Basic { username, .. } => username.names(),
-        _ => String::new(),
     }
 }
 
@@ -250,7 +265,11 @@ impl Cred {
                 other => VerifyError::Config(format!("verify.{}: {other}", self.at)),
             })?;
         if value.is_empty() {
-            return Err(VerifyError::Config(format!("verify.{}{} is empty", self.at, self.names())));
+            return Err(VerifyError::Config(format!(
+                "verify.{}{} is empty",
+                self.at,
+                self.names()
+            )));
         }
         Ok(value)
     }

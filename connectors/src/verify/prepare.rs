@@ -20,7 +20,10 @@ const SCHEMES: &[(&str, &[&str])] = &[
     ("none", &[]),
     ("basic", &["username", "password"]),
     ("api_key", &["header", "value"]),
-    ("hmac", &["secret", "header", "algorithm", "encoding", "prefix"]),
+    (
+        "hmac",
+        &["secret", "header", "algorithm", "encoding", "prefix"],
+    ),
     ("github", &["secret"]),
     ("stripe", &["secret", "tolerance_s"]),
     ("shopify", &["secret"]),
@@ -32,11 +35,27 @@ const DEFAULT_TOLERANCE_S: u64 = 300;
 const MAX_TOLERANCE_S: u64 = 86_400;
 
 pub(super) fn prepare(config: &Map<String, Value>) -> Result<Kind, Vec<Issue>> {
-    let valid = || SCHEMES.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(", ");
+    let valid = || {
+        SCHEMES
+            .iter()
+            .map(|(name, _)| *name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let scheme = match config.get("scheme") {
         Some(Value::String(s)) => s.as_str(),
-        Some(_) => return Err(vec![Issue::new("scheme", format!("must be a string, one of: {}", valid()))]),
-        None => return Err(vec![Issue::new("scheme", format!("is required, one of: {}", valid()))]),
+        Some(_) => {
+            return Err(vec![Issue::new(
+                "scheme",
+                format!("must be a string, one of: {}", valid()),
+            )]);
+        }
+        None => {
+            return Err(vec![Issue::new(
+                "scheme",
+                format!("is required, one of: {}", valid()),
+            )]);
+        }
     };
     let Some(&(scheme, allowed)) = SCHEMES.iter().find(|(name, _)| *name == scheme) else {
         return Err(vec![Issue::new(
@@ -49,11 +68,17 @@ pub(super) fn prepare(config: &Map<String, Value>) -> Result<Kind, Vec<Issue>> {
         scheme,
         c: Compiler::default(),
     };
-    for key in config.keys().filter(|k| *k != "scheme" && !allowed.contains(&k.as_str())) {
+    for key in config
+        .keys()
+        .filter(|k| *k != "scheme" && !allowed.contains(&k.as_str()))
+    {
         let message = if allowed.is_empty() {
             format!("unknown field: scheme '{scheme}' takes no other fields")
         } else {
-            format!("unknown field for scheme '{scheme}'; its fields are: {}", allowed.join(", "))
+            format!(
+                "unknown field for scheme '{scheme}'; its fields are: {}",
+                allowed.join(", ")
+            )
         };
         f.c.issues.push(Issue::new(key_path("", key), message));
     }
@@ -62,7 +87,10 @@ pub(super) fn prepare(config: &Map<String, Value>) -> Result<Kind, Vec<Issue>> {
         "basic" => {
             let username = f.cred("username");
             if username.template.is_literal() && username.template.source().contains(':') {
-                f.issue("username", "must not contain ':' (it separates username and password)");
+                f.issue(
+                    "username",
+                    "must not contain ':' (it separates username and password)",
+                );
             }
             Kind::Basic {
                 username,
@@ -86,12 +114,16 @@ pub(super) fn prepare(config: &Map<String, Value>) -> Result<Kind, Vec<Issue>> {
                 .unwrap_or(Encoding::Hex),
             prefix: f.prefix(),
         },
-        "github" => Kind::Github { secrets: f.secrets() },
+        "github" => Kind::Github {
+            secrets: f.secrets(),
+        },
         "stripe" => Kind::Stripe {
             secrets: f.secrets(),
             tolerance_s: f.tolerance(),
         },
-        "shopify" => Kind::Shopify { secrets: f.secrets() },
+        "shopify" => Kind::Shopify {
+            secrets: f.secrets(),
+        },
         "slack" => Kind::Slack {
             secrets: f.secrets(),
             tolerance_s: f.tolerance(),
@@ -223,7 +255,10 @@ impl Fields<'_> {
             Some(Value::String(s)) => {
                 let found = options.iter().find(|o| **o == s).copied();
                 if found.is_none() {
-                    self.issue(name, format!("unknown {name} '{s}'; use one of: {expected}"));
+                    self.issue(
+                        name,
+                        format!("unknown {name} '{s}'; use one of: {expected}"),
+                    );
                 }
                 found
             }

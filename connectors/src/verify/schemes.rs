@@ -5,20 +5,24 @@ use reqwest::header::HeaderMap;
 use super::{
     VerifyError,
     crypto::{
-        Algorithm, Encoding, MAX_SIGNATURES, any_signs, fresh, header_bytes, header_str, malformed, same_secret,
-        timestamp, unauthorized, unbase64, unhex,
+        Algorithm, Encoding, MAX_SIGNATURES, any_signs, fresh, header_bytes, header_str, malformed,
+        same_secret, timestamp, unauthorized, unbase64, unhex,
     },
 };
 
 /// `Authorization: Basic base64(username:password)`.
-pub(super) fn basic(headers: &HeaderMap, username: &str, password: &str) -> Result<(), VerifyError> {
+pub(super) fn basic(
+    headers: &HeaderMap,
+    username: &str,
+    password: &str,
+) -> Result<(), VerifyError> {
     let value = header_str(headers, "Authorization")?;
     let (auth_scheme, credentials) = value.split_once(' ').unwrap_or((value, ""));
     if !auth_scheme.eq_ignore_ascii_case("basic") {
         return Err(unauthorized("Authorization must use the Basic scheme"));
     }
-    let presented =
-        unbase64(credentials.trim()).ok_or_else(|| unauthorized("Authorization: Basic credentials are not base64"))?;
+    let presented = unbase64(credentials.trim())
+        .ok_or_else(|| unauthorized("Authorization: Basic credentials are not base64"))?;
     if same_secret(&presented, format!("{username}:{password}").as_bytes()) {
         Ok(())
     } else {
@@ -49,7 +53,11 @@ pub(super) fn hmac(
     let signature = value
         .strip_prefix(prefix)
         .and_then(|s| encoding.decode(s))
-        .ok_or_else(|| unauthorized(format!("header {header} must be '{prefix}' followed by {encoding}")))?;
+        .ok_or_else(|| {
+            unauthorized(format!(
+                "header {header} must be '{prefix}' followed by {encoding}"
+            ))
+        })?;
     check(algorithm, keys, &[body], &[signature], header)
 }
 
@@ -60,7 +68,9 @@ pub(super) fn github(headers: &HeaderMap, body: &[u8], keys: &[String]) -> Resul
     let signature = value
         .strip_prefix("sha256=")
         .and_then(unhex)
-        .ok_or_else(|| unauthorized(format!("header {HEADER} must be 'sha256=' followed by hex")))?;
+        .ok_or_else(|| {
+            unauthorized(format!("header {HEADER} must be 'sha256=' followed by hex"))
+        })?;
     check(Algorithm::Sha256, keys, &[body], &[signature], HEADER)
 }
 
@@ -77,9 +87,14 @@ pub(super) fn stripe(
     let value = header_str(headers, HEADER)?;
     let mut t = None;
     let mut v1 = Vec::new();
-    for (key, val) in value.split(',').filter_map(|item| item.trim().split_once('=')) {
+    for (key, val) in value
+        .split(',')
+        .filter_map(|item| item.trim().split_once('='))
+    {
         match key {
-            "t" if t.is_some() => return Err(malformed(format!("header {HEADER} has more than one t="))),
+            "t" if t.is_some() => {
+                return Err(malformed(format!("header {HEADER} has more than one t=")));
+            }
             "t" => t = Some(val),
             "v1" => v1.push(val),
             _ => {}
@@ -87,21 +102,35 @@ pub(super) fn stripe(
     }
     let t = t.ok_or_else(|| malformed(format!("header {HEADER} has no timestamp (t=)")))?;
     if v1.len() > MAX_SIGNATURES {
-        return Err(malformed(format!("header {HEADER} has more than {MAX_SIGNATURES} v1 signatures")));
+        return Err(malformed(format!(
+            "header {HEADER} has more than {MAX_SIGNATURES} v1 signatures"
+        )));
     }
     fresh(timestamp(&format!("{HEADER} t="), t)?, now, tolerance_s)?;
     let candidates: Vec<Vec<u8>> = v1.into_iter().filter_map(unhex).collect();
     if candidates.is_empty() {
-        return Err(unauthorized(format!("header {HEADER} has no hex v1 signature")));
+        return Err(unauthorized(format!(
+            "header {HEADER} has no hex v1 signature"
+        )));
     }
-    check(Algorithm::Sha256, keys, &[t.as_bytes(), b".", body], &candidates, HEADER)
+    check(
+        Algorithm::Sha256,
+        keys,
+        &[t.as_bytes(), b".", body],
+        &candidates,
+        HEADER,
+    )
 }
 
 /// `X-Shopify-Hmac-Sha256: <base64>` of the body.
-pub(super) fn shopify(headers: &HeaderMap, body: &[u8], keys: &[String]) -> Result<(), VerifyError> {
+pub(super) fn shopify(
+    headers: &HeaderMap,
+    body: &[u8],
+    keys: &[String],
+) -> Result<(), VerifyError> {
     const HEADER: &str = "X-Shopify-Hmac-Sha256";
-    let signature =
-        unbase64(header_str(headers, HEADER)?).ok_or_else(|| unauthorized(format!("header {HEADER} is not base64")))?;
+    let signature = unbase64(header_str(headers, HEADER)?)
+        .ok_or_else(|| unauthorized(format!("header {HEADER} is not base64")))?;
     check(Algorithm::Sha256, keys, &[body], &[signature], HEADER)
 }
 
@@ -122,7 +151,13 @@ pub(super) fn slack(
         .strip_prefix("v0=")
         .and_then(unhex)
         .ok_or_else(|| unauthorized(format!("header {HEADER} must be 'v0=' followed by hex")))?;
-    check(Algorithm::Sha256, keys, &[b"v0:", ts.as_bytes(), b":", body], &[signature], HEADER)
+    check(
+        Algorithm::Sha256,
+        keys,
+        &[b"v0:", ts.as_bytes(), b":", body],
+        &[signature],
+        HEADER,
+    )
 }
 
 /// The HMAC key of a Standard Webhooks secret: base64 after an optional `whsec_`. Err says what
@@ -153,11 +188,15 @@ pub(super) fn standard_webhooks(
     // The signed content joins the parts with '.', so a '.' inside one would let a signature for
     // one (id, timestamp, body) pass for another.
     if id.is_empty() || id.contains('.') {
-        return Err(malformed(format!("header {ID} must be non-empty and must not contain '.'")));
+        return Err(malformed(format!(
+            "header {ID} must be non-empty and must not contain '.'"
+        )));
     }
     let entries: Vec<&str> = value.split_ascii_whitespace().collect();
     if entries.len() > MAX_SIGNATURES {
-        return Err(malformed(format!("header {SIGNATURE} has more than {MAX_SIGNATURES} entries")));
+        return Err(malformed(format!(
+            "header {SIGNATURE} has more than {MAX_SIGNATURES} entries"
+        )));
     }
     fresh(timestamp(TS, ts)?, now, tolerance_s)?;
     let candidates: Vec<Vec<u8>> = entries
@@ -167,7 +206,9 @@ pub(super) fn standard_webhooks(
         .filter_map(|(_, sig)| unbase64(sig))
         .collect();
     if candidates.is_empty() {
-        return Err(unauthorized(format!("header {SIGNATURE} has no v1 signature")));
+        return Err(unauthorized(format!(
+            "header {SIGNATURE} has no v1 signature"
+        )));
     }
     check(
         Algorithm::Sha256,
@@ -188,6 +229,8 @@ fn check<K: AsRef<[u8]>>(
     if any_signs(algorithm, keys, parts, candidates) {
         Ok(())
     } else {
-        Err(unauthorized(format!("the signature in {header} does not match")))
+        Err(unauthorized(format!(
+            "the signature in {header} does not match"
+        )))
     }
 }

@@ -19,7 +19,10 @@ pub async fn readyz(State(app): State<AppState>) -> Result<Json<serde_json::Valu
     if app.shutdown.is_cancelled() {
         return Err(Error::Unavailable("shutting down".into()));
     }
-    app.store.ping().await.map_err(|e| Error::Unavailable(format!("database unavailable: {e}")))?;
+    app.store
+        .ping()
+        .await
+        .map_err(|e| Error::Unavailable(format!("database unavailable: {e}")))?;
     Ok(Json(json!({"status": "ready"})))
 }
 
@@ -33,7 +36,11 @@ pub async fn metrics(State(app): State<AppState>, headers: axum::http::HeaderMap
             return Error::Unauthorized("metrics need an API token".into()).into_response();
         }
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::handle().render()).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::metrics::handle().render(),
+    )
+        .into_response()
 }
 
 pub async fn index() -> Html<String> {
@@ -41,5 +48,8 @@ pub async fn index() -> Html<String> {
 }
 
 pub async fn not_found() -> (StatusCode, Json<serde_json::Value>) {
-    (StatusCode::NOT_FOUND, Json(json!({"error": "no such endpoint; see /api/openapi.json"})))
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"error": "no such endpoint; see /api/openapi.json"})),
+    )
 }

@@ -47,57 +47,118 @@ async fn handle(
     body: Body,
 ) -> Result<Response, Error> {
     if app.shutdown.is_cancelled() {
-        return Err(Error::Unavailable("hookflow is shutting down; retry shortly".into()));
+        return Err(Error::Unavailable(
+            "hookflow is shutting down; retry shortly".into(),
+        ));
     }
-    let (version, flow) = app.catalog.route(&path).ok_or_else(|| Error::NotFound(format!("no flow listens at /hooks/{path}")))?;
+    let (version, flow) = app
+        .catalog
+        .route(&path)
+        .ok_or_else(|| Error::NotFound(format!("no flow listens at /hooks/{path}")))?;
     let Trigger::Webhook(hook) = &flow.flow.trigger else {
         return Err(Error::NotFound(format!("no flow listens at /hooks/{path}")));
     };
     if !hook.methods.iter().any(|m| m == method.as_str()) {
-        return Err(Error::MethodNotAllowed(format!("/hooks/{path} accepts {}", hook.methods.join(", ")), hook.methods.clone()));
+        return Err(Error::MethodNotAllowed(
+            format!("/hooks/{path} accepts {}", hook.methods.join(", ")),
+            hook.methods.clone(),
+        ));
     }
     if !flow.flow.enabled {
-        return Err(Error::Unavailable(format!("flow '{}' is disabled", flow.name())));
+        return Err(Error::Unavailable(format!(
+            "flow '{}' is disabled",
+            flow.name()
+        )));
     }
     let limit = app.cfg.max_body_bytes;
-    let too_large = || Error::PayloadTooLarge(format!("the body is larger than the limit of {limit} bytes"));
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let too_large = || {
+        Error::PayloadTooLarge(format!(
+            "the body is larger than the limit of {limit} bytes"
+        ))
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(too_large());
     }
-    let body = axum::body::to_bytes(body, limit).await.map_err(|_| too_large())?;
-    let inbound = Inbound { method, path, headers, query, body };
+    let body = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| too_large())?;
+    let inbound = Inbound {
+        method,
+        path,
+        headers,
+        query,
+        body,
+    };
     let run_id = accept_webhook(app, flow.name(), version, inbound).await?;
     match &hook.respond {
-        Respond::Accepted => Ok((StatusCode::ACCEPTED, Json(json!({"run_id": run_id}))).into_response()),
-        Respond::Result { timeout_ms, status, headers, body } => {
-            let Some(run) = app.waiters.wait(&app.store, &run_id, Duration::from_millis(*timeout_ms)).await? else {
+        Respond::Accepted => {
+            Ok((StatusCode::ACCEPTED, Json(json!({"run_id": run_id}))).into_response())
+        }
+        Respond::Result {
+            timeout_ms,
+            status,
+            headers,
+            body,
+        } => {
+            let Some(run) = app
+                .waiters
+                .wait(&app.store, &run_id, Duration::from_millis(*timeout_ms))
+                .await?
+            else {
                 return Ok((StatusCode::ACCEPTED, Json(json!({"run_id": run_id}))).into_response());
             };
             if run.status == "failed" {
                 let error = run.error.unwrap_or_else(|| "the run failed".into());
-                return Ok((StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": error, "run_id": run_id}))).into_response());
+                return Ok((
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    Json(json!({"error": error, "run_id": run_id})),
+                )
+                    .into_response());
             }
-            let output: Value = run.output.as_deref().and_then(|o| serde_json::from_str(o).ok()).unwrap_or(Value::Null);
+            let output: Value = run
+                .output
+                .as_deref()
+                .and_then(|o| serde_json::from_str(o).ok())
+                .unwrap_or(Value::Null);
             let mut steps = Map::new();
-            for s in app.store.run_steps(&run_id).await?.iter().filter_map(step_record) {
+            for s in app
+                .store
+                .run_steps(&run_id)
+                .await?
+                .iter()
+                .filter_map(step_record)
+            {
                 steps.insert(s.step_id, s.output.unwrap_or(Value::Null));
             }
             let trigger: Value = serde_json::from_str(&run.trigger)?;
             let ctx = json!({"trigger": trigger, "input": output, "steps": steps, "run": {"id": run_id, "flow": run.flow, "attempt": run.attempt}});
             let rendered = match body {
                 None => output,
-                Some(t) => t.render(&ctx, &NoSecrets).map_err(|e| Error::Internal(format!("rendering the response: {e}")))?,
+                Some(t) => t
+                    .render(&ctx, &NoSecrets)
+                    .map_err(|e| Error::Internal(format!("rendering the response: {e}")))?,
             };
             let code = StatusCode::from_u16(*status).unwrap_or(StatusCode::OK);
             let mut resp = (code, Json(rendered)).into_response();
             for (name, t) in headers {
-                let value = t.render_string(&ctx, &NoSecrets).map_err(|e| Error::Internal(format!("rendering header {name}: {e}")))?;
-                if let (Ok(n), Ok(v)) = (HeaderName::try_from(name.as_str()), HeaderValue::from_str(&value)) {
+                let value = t
+                    .render_string(&ctx, &NoSecrets)
+                    .map_err(|e| Error::Internal(format!("rendering header {name}: {e}")))?;
+                if let (Ok(n), Ok(v)) = (
+                    HeaderName::try_from(name.as_str()),
+                    HeaderValue::from_str(&value),
+                ) {
                     resp.headers_mut().insert(n, v);
                 }
             }
-            resp.headers_mut().insert("x-hookflow-run-id", HeaderValue::from_str(&run_id).expect("ids are ASCII"));
+            resp.headers_mut().insert(
+                "x-hookflow-run-id",
+                HeaderValue::from_str(&run_id).expect("ids are ASCII"),
+            );
             Ok(resp)
         }
     }

@@ -20,11 +20,21 @@ pub async fn capture(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), Error> {
-    if name.is_empty() || name.len() > NAME_MAX || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-        return Err(Error::BadRequest("inbox names are 1-64 letters, digits, '-' or '_'".into()));
+    if name.is_empty()
+        || name.len() > NAME_MAX
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(Error::BadRequest(
+            "inbox names are 1-64 letters, digits, '-' or '_'".into(),
+        ));
     }
     if body.len() > app.cfg.max_body_bytes {
-        return Err(Error::PayloadTooLarge(format!("the body is larger than {} bytes", app.cfg.max_body_bytes)));
+        return Err(Error::PayloadTooLarge(format!(
+            "the body is larger than {} bytes",
+            app.cfg.max_body_bytes
+        )));
     }
     let id = app
         .store

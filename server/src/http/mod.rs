@@ -2,10 +2,13 @@
 //! Handlers are thin: extract, call one function, map the result.
 
 use axum::{
-    Router,
+    Json, Router,
     extract::DefaultBodyLimit,
+    http::header,
+    response::{IntoResponse, Response},
     routing::{any, get},
 };
+use serde_json::json;
 
 use crate::app::AppState;
 
@@ -23,14 +26,43 @@ pub fn router(app: AppState) -> Router {
     let api = api::router().layer(api_limit);
     Router::new()
         .route("/hooks/{*path}", any(hooks::receive))
-        .route("/inbox/{name}", any(inbox::capture))
+        .route("/inbox/{name}", any(inbox::capture).layer(DefaultBodyLimit::max(app.cfg.max_body_bytes)))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .nest("/api", api)
         .route("/", get(health::index))
         .fallback(health::not_found)
+        .layer(axum::middleware::map_response(json_errors))
         .with_state(app)
+}
+
+/// Every error answer is JSON `{"error": ...}`, including the plain-text rejections of axum's
+/// extractors (bad path or query parameters, oversized bodies).
+async fn json_errors(resp: Response) -> Response {
+    let failed = resp.status().is_client_error() || resp.status().is_server_error();
+    let plain = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_none_or(|v| v.as_bytes().starts_with(b"text/plain"));
+    if !failed || !plain {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, 64 * 1024).await.unwrap_or_default();
+    let message = String::from_utf8_lossy(&bytes).trim().to_string();
+    let message = if message.is_empty() {
+        parts.status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        message
+    };
+    let mut out = (parts.status, Json(json!({"error": message}))).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
 }
 
 #[cfg(test)]

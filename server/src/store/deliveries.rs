@@ -1,7 +1,8 @@
 //! Outbound deliveries (the outbox) and their attempts.
 
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    Set,
 };
 use serde_json::{Value, json};
 
@@ -42,8 +43,16 @@ pub struct AttemptResult {
 
 impl Store {
     /// Insert a delivery unless one with the same idempotency key exists; returns its id.
-    pub async fn insert_delivery(&self, row: deliveries::ActiveModel, key: &str) -> Result<String, Error> {
+    pub async fn insert_delivery(
+        &self,
+        row: deliveries::ActiveModel,
+        key: &str,
+    ) -> Result<String, Error> {
         if let Some(d) = self.find_delivery_by_key(key).await? {
+            // A retried run asks again for a delivery that gave up: send it again.
+            if d.status == "failed" {
+                self.redeliver(&d.id).await?;
+            }
             return Ok(d.id);
         }
         match row.insert(&self.db).await {
@@ -56,14 +65,24 @@ impl Store {
     }
 
     async fn find_delivery_by_key(&self, key: &str) -> Result<Option<deliveries::Model>, Error> {
-        Ok(deliveries::Entity::find().filter(deliveries::Column::IdempotencyKey.eq(key)).one(&self.db).await?)
+        Ok(deliveries::Entity::find()
+            .filter(deliveries::Column::IdempotencyKey.eq(key))
+            .one(&self.db)
+            .await?)
     }
 
     pub async fn get_delivery(&self, id: &str) -> Result<Option<deliveries::Model>, Error> {
-        Ok(deliveries::Entity::find_by_id(id.to_string()).one(&self.db).await?)
+        Ok(deliveries::Entity::find_by_id(id.to_string())
+            .one(&self.db)
+            .await?)
     }
 
-    pub async fn list_deliveries(&self, status: Option<&str>, run: Option<&str>, limit: u64) -> Result<Vec<deliveries::Model>, Error> {
+    pub async fn list_deliveries(
+        &self,
+        status: Option<&str>,
+        run: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<deliveries::Model>, Error> {
         let mut cond = Condition::all();
         if let Some(s) = status {
             cond = cond.add(deliveries::Column::Status.eq(s));
@@ -71,10 +90,18 @@ impl Store {
         if let Some(r) = run {
             cond = cond.add(deliveries::Column::RunId.eq(r));
         }
-        Ok(deliveries::Entity::find().filter(cond).order_by_desc(deliveries::Column::Id).limit(limit).all(&self.db).await?)
+        Ok(deliveries::Entity::find()
+            .filter(cond)
+            .order_by_desc(deliveries::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?)
     }
 
-    pub async fn delivery_attempts(&self, id: &str) -> Result<Vec<delivery_attempts::Model>, Error> {
+    pub async fn delivery_attempts(
+        &self,
+        id: &str,
+    ) -> Result<Vec<delivery_attempts::Model>, Error> {
         Ok(delivery_attempts::Entity::find()
             .filter(delivery_attempts::Column::DeliveryId.eq(id))
             .order_by_asc(delivery_attempts::Column::At)
@@ -83,7 +110,11 @@ impl Store {
     }
 
     /// Record an attempt and move the delivery on (due again, succeeded or failed).
-    pub async fn record_delivery_attempt(&self, d: &deliveries::Model, r: AttemptResult) -> Result<(), Error> {
+    pub async fn record_delivery_attempt(
+        &self,
+        d: &deliveries::Model,
+        r: AttemptResult,
+    ) -> Result<(), Error> {
         let now = now_ms();
         let attempt = d.attempts + 1;
         delivery_attempts::ActiveModel {
@@ -115,7 +146,14 @@ impl Store {
 
     /// Queue a delivery again now, with a fresh retry schedule. `None` if unknown.
     pub async fn redeliver(&self, id: &str) -> Result<Option<deliveries::Model>, Error> {
-        let Some(d) = self.get_delivery(id).await? else { return Ok(None) };
+        let Some(d) = self.get_delivery(id).await? else {
+            return Ok(None);
+        };
+        if d.status == "pending" {
+            return Err(Error::Conflict(format!(
+                "delivery '{id}' is still pending; it will be attempted on its schedule"
+            )));
+        }
         let mut row: deliveries::ActiveModel = d.into();
         row.status = Set("pending".into());
         row.attempts = Set(0);

@@ -23,15 +23,28 @@ pub struct Saved {
 
 impl Store {
     pub async fn list_flows(&self) -> Result<Vec<flows::Model>, Error> {
-        Ok(flows::Entity::find().order_by_asc(flows::Column::Name).all(&self.db).await?)
+        Ok(flows::Entity::find()
+            .order_by_asc(flows::Column::Name)
+            .all(&self.db)
+            .await?)
     }
 
     pub async fn get_flow(&self, name: &str) -> Result<Option<flows::Model>, Error> {
-        Ok(flows::Entity::find_by_id(name.to_string()).one(&self.db).await?)
+        Ok(flows::Entity::find_by_id(name.to_string())
+            .one(&self.db)
+            .await?)
     }
 
-    pub async fn flow_version(&self, name: &str, version: i64) -> Result<Option<flow_versions::Model>, Error> {
-        Ok(flow_versions::Entity::find_by_id((name.to_string(), version)).one(&self.db).await?)
+    pub async fn flow_version(
+        &self,
+        name: &str,
+        version: i64,
+    ) -> Result<Option<flow_versions::Model>, Error> {
+        Ok(
+            flow_versions::Entity::find_by_id((name.to_string(), version))
+                .one(&self.db)
+                .await?,
+        )
     }
 
     pub async fn flow_versions(&self, name: &str) -> Result<Vec<flow_versions::Model>, Error> {
@@ -43,13 +56,25 @@ impl Store {
     }
 
     /// Store `definition` as the flow's new current version, unless it is unchanged.
-    pub async fn save_flow(&self, name: &str, definition: &Value, title: Option<String>, enabled: bool) -> Result<Saved, Error> {
+    pub async fn save_flow(
+        &self,
+        name: &str,
+        definition: &Value,
+        title: Option<String>,
+        enabled: bool,
+    ) -> Result<Saved, Error> {
         let text = serde_json::to_string(definition)?;
         let txn = self.db.begin().await?;
         let now = now_ms();
-        let current = flows::Entity::find_by_id(name.to_string()).one(&txn).await?;
+        let current = flows::Entity::find_by_id(name.to_string())
+            .one(&txn)
+            .await?;
         let saved = match current {
-            Some(cur) if cur.definition == text => Saved { version: cur.version, changed: false, created: false },
+            Some(cur) if cur.definition == text => Saved {
+                version: cur.version,
+                changed: false,
+                created: false,
+            },
             Some(cur) => {
                 let version = cur.version + 1;
                 let mut row: flows::ActiveModel = cur.into();
@@ -59,7 +84,11 @@ impl Store {
                 row.definition = Set(text.clone());
                 row.updated_at = Set(now);
                 row.update(&txn).await?;
-                Saved { version, changed: true, created: false }
+                Saved {
+                    version,
+                    changed: true,
+                    created: false,
+                }
             }
             None => {
                 // A deleted flow's versions stay; a re-created flow continues its numbering.
@@ -80,7 +109,11 @@ impl Store {
                 }
                 .insert(&txn)
                 .await?;
-                Saved { version: last + 1, changed: true, created: true }
+                Saved {
+                    version: last + 1,
+                    changed: true,
+                    created: true,
+                }
             }
         };
         if saved.changed {
@@ -98,7 +131,9 @@ impl Store {
     }
 
     pub async fn delete_flow(&self, name: &str) -> Result<bool, Error> {
-        let res = flows::Entity::delete_by_id(name.to_string()).exec(&self.db).await?;
+        let res = flows::Entity::delete_by_id(name.to_string())
+            .exec(&self.db)
+            .await?;
         Ok(res.rows_affected > 0)
     }
 }

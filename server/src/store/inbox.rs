@@ -1,6 +1,8 @@
 //! The request inspector: whatever is sent to `/inbox/<name>` is kept for looking at.
 
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+};
 use serde_json::{Value, json};
 
 use super::{Store, entities::inbox_requests, now_ms, rfc3339};

@@ -4,7 +4,8 @@
 use std::{path::Path, time::Duration};
 
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr, Statement, Value as DbValue,
+    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr,
+    Statement, Value as DbValue,
 };
 
 pub mod deliveries;
@@ -38,19 +39,22 @@ impl Store {
     /// Connect, tune and migrate. `url` is `sqlite://<file>` or `postgres://...`.
     pub async fn open(url: &str, sync: SqliteSync) -> Result<Store, DbErr> {
         let mut opts = ConnectOptions::new(url.to_string());
-        opts.sqlx_logging(false).acquire_timeout(Duration::from_secs(10));
+        opts.sqlx_logging(false)
+            .acquire_timeout(Duration::from_secs(10));
         if url.starts_with("sqlite:") {
             // One writer at a time is SQLite's model; a few connections let reads run alongside.
-            opts.max_connections(8).min_connections(1).map_sqlx_sqlite_opts(move |o| {
-                use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-                o.journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(match sync {
-                        SqliteSync::Full => SqliteSynchronous::Full,
-                        SqliteSync::Normal => SqliteSynchronous::Normal,
-                    })
-                    .busy_timeout(Duration::from_secs(10))
-                    .create_if_missing(true)
-            });
+            opts.max_connections(8)
+                .min_connections(1)
+                .map_sqlx_sqlite_opts(move |o| {
+                    use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+                    o.journal_mode(SqliteJournalMode::Wal)
+                        .synchronous(match sync {
+                            SqliteSync::Full => SqliteSynchronous::Full,
+                            SqliteSync::Normal => SqliteSynchronous::Normal,
+                        })
+                        .busy_timeout(Duration::from_secs(10))
+                        .create_if_missing(true)
+                });
         } else {
             opts.max_connections(16).min_connections(1);
         }
@@ -61,7 +65,10 @@ impl Store {
 
     /// `sqlite://<dir>/hookflow.db` for a data directory.
     pub fn sqlite_url(data_dir: &Path) -> String {
-        format!("sqlite://{}?mode=rwc", data_dir.join("hookflow.db").display())
+        format!(
+            "sqlite://{}?mode=rwc",
+            data_dir.join("hookflow.db").display()
+        )
     }
 
     pub fn backend(&self) -> DatabaseBackend {
@@ -74,7 +81,11 @@ impl Store {
 
     /// A raw statement written with `$1, $2, ...` placeholders, for either backend.
     pub fn stmt(&self, sql: &str, values: Vec<DbValue>) -> Statement {
-        let sql = if self.is_postgres() { sql.to_string() } else { sqlite_placeholders(sql) };
+        let sql = if self.is_postgres() {
+            sql.to_string()
+        } else {
+            sqlite_placeholders(sql)
+        };
         Statement::from_sql_and_values(self.backend(), sql, values)
     }
 
@@ -115,6 +126,9 @@ mod tests {
 
     #[test]
     fn numbered_placeholders_for_sqlite() {
-        assert_eq!(sqlite_placeholders("a = $1 AND b = $12 AND c = '$'"), "a = ?1 AND b = ?12 AND c = '$'");
+        assert_eq!(
+            sqlite_placeholders("a = $1 AND b = $12 AND c = '$'"),
+            "a = ?1 AND b = ?12 AND c = '$'"
+        );
     }
 }

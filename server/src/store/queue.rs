@@ -13,11 +13,20 @@ use crate::error::Error;
 
 impl Store {
     fn skip_locked(&self) -> &'static str {
-        if self.is_postgres() { " FOR UPDATE SKIP LOCKED" } else { "" }
+        if self.is_postgres() {
+            " FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        }
     }
 
     /// Claim up to `limit` runs for `worker`, leased for `lease_ms`.
-    pub async fn claim_runs(&self, worker: &str, limit: u64, lease_ms: i64) -> Result<Vec<runs::Model>, Error> {
+    pub async fn claim_runs(
+        &self,
+        worker: &str,
+        limit: u64,
+        lease_ms: i64,
+    ) -> Result<Vec<runs::Model>, Error> {
         let now = now_ms();
         let sql = format!(
             "UPDATE runs SET status = 'running', worker = $1, lease_until = $2, started_at = COALESCE(started_at, $3) \
@@ -26,12 +35,25 @@ impl Store {
                ORDER BY available_at, id LIMIT $4{}) RETURNING *",
             self.skip_locked()
         );
-        let stmt = self.stmt(&sql, vec![worker.into(), (now + lease_ms).into(), now.into(), (limit as i64).into()]);
+        let stmt = self.stmt(
+            &sql,
+            vec![
+                worker.into(),
+                (now + lease_ms).into(),
+                now.into(),
+                (limit as i64).into(),
+            ],
+        );
         Ok(runs::Model::find_by_statement(stmt).all(&self.db).await?)
     }
 
     /// Extend the lease of runs this worker still holds.
-    pub async fn heartbeat_run(&self, id: &str, worker: &str, lease_ms: i64) -> Result<bool, Error> {
+    pub async fn heartbeat_run(
+        &self,
+        id: &str,
+        worker: &str,
+        lease_ms: i64,
+    ) -> Result<bool, Error> {
         let stmt = self.stmt(
             "UPDATE runs SET lease_until = $1 WHERE id = $2 AND worker = $3 AND status = 'running'",
             vec![(now_ms() + lease_ms).into(), id.into(), worker.into()],
@@ -67,7 +89,11 @@ impl Store {
     }
 
     /// Claim up to `limit` deliveries that are due.
-    pub async fn claim_deliveries(&self, limit: u64, lease_ms: i64) -> Result<Vec<deliveries::Model>, Error> {
+    pub async fn claim_deliveries(
+        &self,
+        limit: u64,
+        lease_ms: i64,
+    ) -> Result<Vec<deliveries::Model>, Error> {
         let now = now_ms();
         let sql = format!(
             "UPDATE deliveries SET lease_until = $1 \
@@ -76,8 +102,13 @@ impl Store {
                ORDER BY next_attempt_at, id LIMIT $3{}) RETURNING *",
             self.skip_locked()
         );
-        let stmt = self.stmt(&sql, vec![(now + lease_ms).into(), now.into(), (limit as i64).into()]);
-        Ok(deliveries::Model::find_by_statement(stmt).all(&self.db).await?)
+        let stmt = self.stmt(
+            &sql,
+            vec![(now + lease_ms).into(), now.into(), (limit as i64).into()],
+        );
+        Ok(deliveries::Model::find_by_statement(stmt)
+            .all(&self.db)
+            .await?)
     }
 
     /// When the next delivery falls due (for sleeping until then).
@@ -86,8 +117,14 @@ impl Store {
         struct Due {
             due: Option<i64>,
         }
-        let stmt = self.stmt("SELECT MIN(next_attempt_at) AS due FROM deliveries WHERE status = 'pending'", vec![]);
-        Ok(Due::find_by_statement(stmt).one(&self.db).await?.and_then(|d| d.due))
+        let stmt = self.stmt(
+            "SELECT MIN(next_attempt_at) AS due FROM deliveries WHERE status = 'pending'",
+            vec![],
+        );
+        Ok(Due::find_by_statement(stmt)
+            .one(&self.db)
+            .await?
+            .and_then(|d| d.due))
     }
 
     /// Runs waiting in the queue.
@@ -96,14 +133,25 @@ impl Store {
         struct Count {
             n: i64,
         }
-        let stmt = self.stmt("SELECT COUNT(*) AS n FROM runs WHERE status = 'queued'", vec![]);
-        Ok(Count::find_by_statement(stmt).one(&self.db).await?.map_or(0, |c| c.n))
+        let stmt = self.stmt(
+            "SELECT COUNT(*) AS n FROM runs WHERE status = 'queued'",
+            vec![],
+        );
+        Ok(Count::find_by_statement(stmt)
+            .one(&self.db)
+            .await?
+            .map_or(0, |c| c.n))
     }
 }
 
 impl Store {
     /// Claim one specific queued run (a one-shot `hookflow run`), leaving the rest of the queue alone.
-    pub async fn claim_run(&self, id: &str, worker: &str, lease_ms: i64) -> Result<Option<runs::Model>, Error> {
+    pub async fn claim_run(
+        &self,
+        id: &str,
+        worker: &str,
+        lease_ms: i64,
+    ) -> Result<Option<runs::Model>, Error> {
         let now = now_ms();
         let stmt = self.stmt(
             "UPDATE runs SET status = 'running', worker = $1, lease_until = $2, started_at = COALESCE(started_at, $3) \

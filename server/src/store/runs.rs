@@ -2,8 +2,8 @@
 
 use flows_engine::{StepRecord, StepStatus};
 use sea_orm::{
-    ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
-    sea_query::OnConflict,
+    ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    TransactionTrait, sea_query::OnConflict,
 };
 use serde_json::{Value, json};
 
@@ -25,7 +25,9 @@ pub struct RunFilter {
 }
 
 fn json_text(v: &Option<String>) -> Value {
-    v.as_deref().and_then(|t| serde_json::from_str(t).ok()).unwrap_or(Value::Null)
+    v.as_deref()
+        .and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or(Value::Null)
 }
 
 /// A run as the API shows it in lists.
@@ -58,7 +60,10 @@ pub fn step_record(s: &step_runs::Model) -> Option<StepRecord> {
         step_id: s.step_id.clone(),
         status: StepStatus::parse(&s.status)?,
         input: json_text(&s.input),
-        output: s.output.as_deref().and_then(|t| serde_json::from_str(t).ok()),
+        output: s
+            .output
+            .as_deref()
+            .and_then(|t| serde_json::from_str(t).ok()),
         error: s.error.clone(),
         attempts: s.attempts as u32,
         started_at: chrono::DateTime::from_timestamp_millis(s.started_at).unwrap_or_default(),
@@ -68,11 +73,16 @@ pub fn step_record(s: &step_runs::Model) -> Option<StepRecord> {
 
 impl Store {
     pub async fn get_run(&self, id: &str) -> Result<Option<runs::Model>, Error> {
-        Ok(runs::Entity::find_by_id(id.to_string()).one(&self.db).await?)
+        Ok(runs::Entity::find_by_id(id.to_string())
+            .one(&self.db)
+            .await?)
     }
 
     pub async fn find_run_by_key(&self, key: &str) -> Result<Option<runs::Model>, Error> {
-        Ok(runs::Entity::find().filter(runs::Column::IdempotencyKey.eq(key)).one(&self.db).await?)
+        Ok(runs::Entity::find()
+            .filter(runs::Column::IdempotencyKey.eq(key))
+            .one(&self.db)
+            .await?)
     }
 
     pub async fn list_runs(&self, f: &RunFilter) -> Result<Vec<runs::Model>, Error> {
@@ -86,7 +96,12 @@ impl Store {
         if let Some(cursor) = &f.cursor {
             cond = cond.add(runs::Column::Id.lt(cursor.as_str()));
         }
-        Ok(runs::Entity::find().filter(cond).order_by_desc(runs::Column::Id).limit(f.limit).all(&self.db).await?)
+        Ok(runs::Entity::find()
+            .filter(cond)
+            .order_by_desc(runs::Column::Id)
+            .limit(f.limit)
+            .all(&self.db)
+            .await?)
     }
 
     pub async fn run_steps(&self, run_id: &str) -> Result<Vec<step_runs::Model>, Error> {
@@ -98,7 +113,11 @@ impl Store {
     }
 
     pub async fn child_runs(&self, run_id: &str) -> Result<Vec<runs::Model>, Error> {
-        Ok(runs::Entity::find().filter(runs::Column::ParentRun.eq(run_id)).order_by_asc(runs::Column::Id).all(&self.db).await?)
+        Ok(runs::Entity::find()
+            .filter(runs::Column::ParentRun.eq(run_id))
+            .order_by_asc(runs::Column::Id)
+            .all(&self.db)
+            .await?)
     }
 
     /// Record one finished step (replacing an earlier record of the same step, e.g. on retry).

@@ -32,6 +32,10 @@ impl Store {
     /// Whether `token` is a live API token. The lookup is by hash, so the comparison never
     /// touches the secret itself.
     pub async fn check_token(&self, token: &str) -> Result<bool, Error> {
-        Ok(api_tokens::Entity::find().filter(api_tokens::Column::TokenHash.eq(hash(token))).one(&self.db).await?.is_some())
+        Ok(api_tokens::Entity::find()
+            .filter(api_tokens::Column::TokenHash.eq(hash(token)))
+            .one(&self.db)
+            .await?
+            .is_some())
     }
 }

@@ -49,10 +49,15 @@ impl Writer {
     /// Queue `item` and wait until it is committed.
     pub async fn submit(&self, item: NewRun) -> Result<(), Error> {
         let (done, wait) = oneshot::channel();
-        self.tx.send(Job { item, done }).await.map_err(|_| Error::Unavailable("the writer has stopped".into()))?;
+        self.tx
+            .send(Job { item, done })
+            .await
+            .map_err(|_| Error::Unavailable("the writer has stopped".into()))?;
         match wait.await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(Error::Unavailable(format!("could not store the event: {e}"))),
+            Ok(Err(e)) => Err(Error::Unavailable(format!(
+                "could not store the event: {e}"
+            ))),
             Err(_) => Err(Error::Unavailable("the writer has stopped".into())),
         }
     }
@@ -69,7 +74,9 @@ async fn write_batch(store: &Store, batch: &mut Vec<Job>) {
             // One bad row must not fail its neighbours: retry them one by one.
             tracing::debug!(error = %e, size = batch.len(), "batch insert failed; retrying rows singly");
             for job in batch.drain(..) {
-                let res = insert_all(store, std::iter::once(&job.item)).await.map_err(|e| e.to_string());
+                let res = insert_all(store, std::iter::once(&job.item))
+                    .await
+                    .map_err(|e| e.to_string());
                 let _ = job.done.send(res);
             }
         }
@@ -81,13 +88,20 @@ async fn write_batch(store: &Store, batch: &mut Vec<Job>) {
     }
 }
 
-async fn insert_all<'a>(store: &Store, items: impl Iterator<Item = &'a NewRun> + Clone) -> Result<(), sea_orm::DbErr> {
+async fn insert_all<'a>(
+    store: &Store,
+    items: impl Iterator<Item = &'a NewRun> + Clone,
+) -> Result<(), sea_orm::DbErr> {
     let txn = store.db.begin().await?;
     let evs: Vec<events::ActiveModel> = items.clone().filter_map(|i| i.event.clone()).collect();
     if !evs.is_empty() {
-        events::Entity::insert_many(evs).exec_without_returning(&txn).await?;
+        events::Entity::insert_many(evs)
+            .exec_without_returning(&txn)
+            .await?;
     }
     let rs: Vec<runs::ActiveModel> = items.map(|i| i.run.clone()).collect();
-    runs::Entity::insert_many(rs).exec_without_returning(&txn).await?;
+    runs::Entity::insert_many(rs)
+        .exec_without_returning(&txn)
+        .await?;
     txn.commit().await
 }

@@ -10,7 +10,13 @@ const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 #[tokio::test]
 async fn a_delivery_to_a_receiver_that_is_down_arrives_once_it_is_up() {
-    let srv = start_with(|c| c.delivery_schedule = hookflow::config::parse_schedule("0s,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms").unwrap()).await;
+    let srv = start_with(|c| {
+        c.delivery_schedule = hookflow::config::parse_schedule(
+            "0s,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms",
+        )
+        .unwrap()
+    })
+    .await;
     // Reserve a port, then free it: nothing listens there until the sink starts.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -21,8 +27,14 @@ async fn a_delivery_to_a_receiver_that_is_down_arrives_once_it_is_up() {
         {"id": "send", "type": "webhook_out", "url": format!("http://{addr}/receive"), "secret": "{{ secrets.OUT }}", "body": {"order": "{{ $.trigger.body.id }}"}}
     ]))).await;
     let run = srv.hook_and_wait("out", json!({"id": 9})).await;
-    assert_eq!(run["status"], "succeeded", "the step completes once the delivery is queued");
-    let delivery_id = step(&run, "send")["output"]["delivery_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        run["status"], "succeeded",
+        "the step completes once the delivery is queued"
+    );
+    let delivery_id = step(&run, "send")["output"]["delivery_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     // Let a couple of attempts fail against the closed port.
     let mut failed_attempts = 0;
@@ -36,7 +48,10 @@ async fn a_delivery_to_a_receiver_that_is_down_arrives_once_it_is_up() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(failed_attempts >= 2, "attempts against the closed port are recorded");
+    assert!(
+        failed_attempts >= 2,
+        "attempts against the closed port are recorded"
+    );
 
     let sink = Sink::on(tokio::net::TcpListener::bind(addr).await.unwrap()).await;
     let got = sink.wait_for("/receive", 1, Duration::from_secs(10)).await;
@@ -46,7 +61,8 @@ async fn a_delivery_to_a_receiver_that_is_down_arrives_once_it_is_up() {
     assert_eq!(req.headers["webhook-id"], delivery_id.as_str());
     // The signature verifies with the Standard Webhooks reference implementation.
     let hook = standardwebhooks::Webhook::new(SECRET).unwrap();
-    hook.verify(&req.body, &req.headers).expect("signature verifies");
+    hook.verify(&req.body, &req.headers)
+        .expect("signature verifies");
     let mut tampered = req.body.to_vec();
     tampered[2] ^= 1;
     assert!(hook.verify(&tampered, &req.headers).is_err());
@@ -67,21 +83,33 @@ async fn a_delivery_to_a_receiver_that_is_down_arrives_once_it_is_up() {
 
 #[tokio::test]
 async fn exhausted_deliveries_fail_and_can_be_redelivered() {
-    let srv = start_with(|c| c.delivery_schedule = hookflow::config::parse_schedule("0s,50ms").unwrap()).await;
+    let srv =
+        start_with(|c| c.delivery_schedule = hookflow::config::parse_schedule("0s,50ms").unwrap())
+            .await;
     let sink = Sink::start().await;
     sink.answer("/hook", 500, Duration::ZERO);
-    srv.create_flow(flow("out", webhook("out"), json!([
-        {"id": "send", "type": "webhook_out", "urls": [sink.url("/hook")], "wait": true}
-    ]))).await;
+    srv.create_flow(flow(
+        "out",
+        webhook("out"),
+        json!([
+            {"id": "send", "type": "webhook_out", "urls": [sink.url("/hook")], "wait": true}
+        ]),
+    ))
+    .await;
     let run = srv.hook_and_wait("out", json!({"n": 1})).await;
-    assert_eq!(run["status"], "failed", "wait=true fails the step when the delivery gives up: {run:#}");
+    assert_eq!(
+        run["status"], "failed",
+        "wait=true fails the step when the delivery gives up: {run:#}"
+    );
     let (_, list) = srv.get("/api/deliveries?status=failed").await;
     let d = &list["deliveries"][0];
     assert_eq!(d["attempts"], 2);
     assert_eq!(d["response_status"], 500);
     sink.clear_rules();
     let id = d["id"].as_str().unwrap();
-    let (status, _) = srv.post(&format!("/api/deliveries/{id}/redeliver"), Value::Null).await;
+    let (status, _) = srv
+        .post(&format!("/api/deliveries/{id}/redeliver"), Value::Null)
+        .await;
     assert_eq!(status, 202);
     sink.wait_for("/hook", 3, Duration::from_secs(5)).await;
     for _ in 0..100 {

@@ -12,48 +12,109 @@ async fn ingress_errors_are_clear_json() {
     let url = |p: &str| format!("{}/hooks/{p}", srv.url);
     let c = &srv.client;
 
-    let r = c.post(url("nowhere")).json(&json!({})).send().await.unwrap();
+    let r = c
+        .post(url("nowhere"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
-    assert!(r.json::<Value>().await.unwrap()["error"].as_str().unwrap().contains("/hooks/nowhere"));
+    assert!(
+        r.json::<Value>().await.unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .contains("/hooks/nowhere")
+    );
 
     let r = c.get(url("in/orders")).send().await.unwrap();
     assert_eq!(r.status(), 405);
     assert_eq!(r.headers()["allow"], "POST, PUT");
     assert!(r.json::<Value>().await.unwrap()["error"].is_string());
 
-    let r = c.post(url("in/orders")).header("content-type", "application/json").body("{\"a\":").send().await.unwrap();
+    let r = c
+        .post(url("in/orders"))
+        .header("content-type", "application/json")
+        .body("{\"a\":")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
-    assert!(r.json::<Value>().await.unwrap()["error"].as_str().unwrap().contains("not valid JSON"));
+    assert!(
+        r.json::<Value>().await.unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .contains("not valid JSON")
+    );
 
     let deep = "[".repeat(500) + &"]".repeat(500);
-    let r = c.post(url("in/orders")).header("content-type", "application/json").body(deep).send().await.unwrap();
+    let r = c
+        .post(url("in/orders"))
+        .header("content-type", "application/json")
+        .body(deep)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400, "deep nesting is refused, not a crash");
 
     let big = vec![b'x'; 2048];
     let r = c.post(url("in/orders")).body(big).send().await.unwrap();
     assert_eq!(r.status(), 413);
-    assert!(r.json::<Value>().await.unwrap()["error"].as_str().unwrap().contains("1024"));
+    assert!(
+        r.json::<Value>().await.unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .contains("1024")
+    );
 
     let r = c.post(url("off")).json(&json!({})).send().await.unwrap();
     assert_eq!(r.status(), 503);
     assert!(r.headers().contains_key("retry-after"));
-    assert!(r.json::<Value>().await.unwrap()["error"].as_str().unwrap().contains("disabled"));
+    assert!(
+        r.json::<Value>().await.unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .contains("disabled")
+    );
 
     // Accepted bodies: JSON, form-encoded (an object) and plain text (a string).
-    let r = c.put(url("in/orders")).header("content-type", "application/x-www-form-urlencoded").body("a=1&b=x&b=y").send().await.unwrap();
+    let r = c
+        .put(url("in/orders"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("a=1&b=x&b=y")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 202);
-    let run = srv.wait_run(r.json::<Value>().await.unwrap()["run_id"].as_str().unwrap()).await;
+    let run = srv
+        .wait_run(r.json::<Value>().await.unwrap()["run_id"].as_str().unwrap())
+        .await;
     assert_eq!(run["trigger"]["body"], json!({"a": "1", "b": ["x", "y"]}));
     assert_eq!(run["trigger"]["method"], "PUT");
     assert_eq!(run["trigger"]["path"], "in/orders");
 
-    let r = c.post(format!("{}?debug=1", url("in/orders"))).header("X-Custom", "Yes").body("hello").send().await.unwrap();
+    let r = c
+        .post(format!("{}?debug=1", url("in/orders")))
+        .header("X-Custom", "Yes")
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 202);
-    let run = srv.wait_run(r.json::<Value>().await.unwrap()["run_id"].as_str().unwrap()).await;
+    let run = srv
+        .wait_run(r.json::<Value>().await.unwrap()["run_id"].as_str().unwrap())
+        .await;
     assert_eq!(run["trigger"]["body"], "hello");
     assert_eq!(run["trigger"]["query"], json!({"debug": "1"}));
-    assert_eq!(run["trigger"]["headers"]["x-custom"], "Yes", "header names are lower-case");
-    assert!(run["trigger"]["received_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(
+        run["trigger"]["headers"]["x-custom"], "Yes",
+        "header names are lower-case"
+    );
+    assert!(
+        run["trigger"]["received_at"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
 }
 
 async fn start_with_limit() -> crate::utils::TestServer {
@@ -63,26 +124,50 @@ async fn start_with_limit() -> crate::utils::TestServer {
 #[tokio::test]
 async fn health_metrics_and_landing_page() {
     let srv = start().await;
-    srv.create_flow(flow("m", json!({"type": "webhook"}), json!([{"id": "t", "type": "transform", "output": 1}]))).await;
+    srv.create_flow(flow(
+        "m",
+        json!({"type": "webhook"}),
+        json!([{"id": "t", "type": "transform", "output": 1}]),
+    ))
+    .await;
     srv.hook_and_wait("m", json!({})).await;
     let get = |p: &str| srv.client.get(format!("{}{p}", srv.url)).send();
     assert_eq!(get("/healthz").await.unwrap().status(), 200);
-    assert_eq!(get("/readyz").await.unwrap().json::<Value>().await.unwrap()["status"], "ready");
+    assert_eq!(
+        get("/readyz").await.unwrap().json::<Value>().await.unwrap()["status"],
+        "ready"
+    );
     let text = get("/metrics").await.unwrap().text().await.unwrap();
-    for name in ["hookflow_webhooks_received_total", "hookflow_runs_total", "hookflow_step_duration_seconds"] {
+    for name in [
+        "hookflow_webhooks_received_total",
+        "hookflow_runs_total",
+        "hookflow_step_duration_seconds",
+    ] {
         assert!(text.contains(name), "{name} missing from /metrics:\n{text}");
     }
     assert!(text.contains("flow=\"m\""));
     let page = get("/").await.unwrap().text().await.unwrap();
     assert!(page.contains("hookflow"));
-    let openapi = get("/api/openapi.json").await.unwrap().json::<Value>().await.unwrap();
+    let openapi = get("/api/openapi.json")
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
     assert!(openapi["openapi"].as_str().unwrap().starts_with("3."));
 }
 
 #[tokio::test]
 async fn the_inbox_records_any_request() {
     let srv = start().await;
-    let r = srv.client.put(format!("{}/inbox/crm?x=1", srv.url)).header("X-Test", "1").json(&json!({"note": "hi"})).send().await.unwrap();
+    let r = srv
+        .client
+        .put(format!("{}/inbox/crm?x=1", srv.url))
+        .header("X-Test", "1")
+        .json(&json!({"note": "hi"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let (status, body) = srv.get("/api/inbox/crm").await;
     assert_eq!(status, 200);
@@ -91,6 +176,11 @@ async fn the_inbox_records_any_request() {
     assert_eq!(req["body"], json!({"note": "hi"}));
     assert_eq!(req["query"], json!({"x": "1"}));
     assert_eq!(req["headers"]["x-test"], "1");
-    let r = srv.client.post(format!("{}/inbox/bad%20name", srv.url)).send().await.unwrap();
+    let r = srv
+        .client
+        .post(format!("{}/inbox/bad%20name", srv.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
 }

@@ -32,10 +32,16 @@ pub struct TestServer {
 /// A database URL for one test: a new PostgreSQL database when `HOOKFLOW_TEST_POSTGRES` names a
 /// server (e.g. `postgres://postgres@127.0.0.1:5432`), else `None` (SQLite in the data dir).
 pub async fn test_database() -> Option<String> {
-    let base = std::env::var("HOOKFLOW_TEST_POSTGRES").ok().filter(|s| !s.is_empty())?;
+    let base = std::env::var("HOOKFLOW_TEST_POSTGRES")
+        .ok()
+        .filter(|s| !s.is_empty())?;
     let name = format!("hf_{}", uuid_like());
-    let admin = sea_orm::Database::connect(format!("{base}/postgres")).await.expect("connect to PostgreSQL");
-    sea_orm::ConnectionTrait::execute_unprepared(&admin, &format!("CREATE DATABASE {name}")).await.expect("create test database");
+    let admin = sea_orm::Database::connect(format!("{base}/postgres"))
+        .await
+        .expect("connect to PostgreSQL");
+    sea_orm::ConnectionTrait::execute_unprepared(&admin, &format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create test database");
     Some(format!("{base}/{name}"))
 }
 
@@ -53,7 +59,11 @@ pub async fn start_with(configure: impl FnOnce(&mut ServeArgs)) -> TestServer {
     boot(data_dir, database_url, configure).await
 }
 
-async fn boot(data_dir: TempDir, database_url: Option<String>, configure: impl FnOnce(&mut ServeArgs)) -> TestServer {
+async fn boot(
+    data_dir: TempDir,
+    database_url: Option<String>,
+    configure: impl FnOnce(&mut ServeArgs),
+) -> TestServer {
     let mut cfg = ServeArgs::for_data_dir(data_dir.path().to_path_buf());
     cfg.db.database_url = database_url.clone();
     cfg.allow_private_targets = true;
@@ -79,14 +89,20 @@ impl TestServer {
     }
 
     async fn send(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut req = self.client.request(method, format!("{}{path}", self.url)).bearer_auth(&self.token);
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(&self.token);
         if let Some(b) = body {
             req = req.json(&b);
         }
         let resp = req.send().await.unwrap();
         let status = resp.status();
         let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
@@ -113,7 +129,13 @@ impl TestServer {
 
     /// POST a JSON webhook (no token: ingress is public).
     pub async fn hook(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        let resp = self.client.post(format!("{}/hooks/{path}", self.url)).json(&body).send().await.unwrap();
+        let resp = self
+            .client
+            .post(format!("{}/hooks/{path}", self.url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         let status = resp.status();
         (status, resp.json().await.unwrap_or(Value::Null))
     }
@@ -141,7 +163,12 @@ impl TestServer {
 
 /// The step of a run detail with the given id.
 pub fn step<'a>(run: &'a Value, id: &str) -> &'a Value {
-    run["steps"].as_array().unwrap().iter().find(|s| s["step_id"] == id).unwrap_or_else(|| panic!("no step {id} in {run:#}"))
+    run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step_id"] == id)
+        .unwrap_or_else(|| panic!("no step {id} in {run:#}"))
 }
 
 /// One request the sink received.
@@ -196,7 +223,11 @@ impl Sink {
 
     /// Answer requests to `path` with `status` after `delay`.
     pub fn answer(&self, path: &str, status: u16, delay: Duration) {
-        self.state.rules.lock().unwrap().push((path.to_string(), status, delay));
+        self.state
+            .rules
+            .lock()
+            .unwrap()
+            .push((path.to_string(), status, delay));
     }
 
     pub fn clear_rules(&self) {
@@ -208,7 +239,10 @@ impl Sink {
     }
 
     pub fn received_at(&self, path: &str) -> Vec<Received> {
-        self.received().into_iter().filter(|r| r.path == path).collect()
+        self.received()
+            .into_iter()
+            .filter(|r| r.path == path)
+            .collect()
     }
 
     /// Wait until at least `n` requests reached `path`.
@@ -230,13 +264,35 @@ impl Drop for Sink {
     }
 }
 
-async fn record(State(s): State<SinkState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> impl IntoResponse {
+async fn record(
+    State(s): State<SinkState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> impl IntoResponse {
     let path = uri.path().to_string();
-    s.received.lock().unwrap().push(Received { method: method.to_string(), path: path.clone(), query: uri.query().map(str::to_string), headers, body });
-    let rule = s.rules.lock().unwrap().iter().find(|(p, ..)| *p == path).map(|(_, st, d)| (*st, *d));
+    s.received.lock().unwrap().push(Received {
+        method: method.to_string(),
+        path: path.clone(),
+        query: uri.query().map(str::to_string),
+        headers,
+        body,
+    });
+    let rule = s
+        .rules
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(p, ..)| *p == path)
+        .map(|(_, st, d)| (*st, *d));
     let (status, delay) = rule.unwrap_or((200, Duration::ZERO));
     tokio::time::sleep(delay).await;
-    (StatusCode::from_u16(status).unwrap(), [("content-type", "application/json")], json!({"ok": status < 400, "path": path}).to_string())
+    (
+        StatusCode::from_u16(status).unwrap(),
+        [("content-type", "application/json")],
+        json!({"ok": status < 400, "path": path}).to_string(),
+    )
 }
 
 /// A minimal flow document.

@@ -28,11 +28,16 @@ pub(super) fn json_body(body: &Bytes) -> Result<Value, Error> {
     if body.is_empty() {
         return Ok(Value::Null);
     }
-    serde_json::from_slice(body).map_err(|e| Error::BadRequest(format!("the request body is not valid JSON: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| Error::BadRequest(format!("the request body is not valid JSON: {e}")))
 }
 
 fn checked_name(name: &str) -> Result<(), Error> {
-    if is_flow_name(name) { Ok(()) } else { Err(Error::NotFound(format!("no flow named '{name}'"))) }
+    if is_flow_name(name) {
+        Ok(())
+    } else {
+        Err(Error::NotFound(format!("no flow named '{name}'")))
+    }
 }
 
 pub async fn list(State(app): State<AppState>, _: ApiAuth) -> Result<Json<Value>, Error> {
@@ -51,36 +56,76 @@ pub async fn list(State(app): State<AppState>, _: ApiAuth) -> Result<Json<Value>
     Ok(Json(json!({"flows": flows})))
 }
 
-pub async fn get(State(app): State<AppState>, _: ApiAuth, Path(name): Path<String>) -> Result<Json<Value>, Error> {
+pub async fn get(
+    State(app): State<AppState>,
+    _: ApiAuth,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, Error> {
     checked_name(&name)?;
-    let f = app.store.get_flow(&name).await?.ok_or_else(|| Error::NotFound(format!("no flow named '{name}'")))?;
+    let f = app
+        .store
+        .get_flow(&name)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no flow named '{name}'")))?;
     Ok(Json(serde_json::from_str(&f.definition)?))
 }
 
-pub async fn create(State(app): State<AppState>, _: ApiAuth, body: Bytes) -> Result<Response, Error> {
+pub async fn create(
+    State(app): State<AppState>,
+    _: ApiAuth,
+    body: Bytes,
+) -> Result<Response, Error> {
     let doc = json_body(&body)?;
-    if let Some(name) = doc.get("name").and_then(Value::as_str) {
-        if app.store.get_flow(name).await?.is_some() {
-            return Err(Error::Conflict(format!("flow '{name}' already exists; PUT /api/flows/{name} saves a new version")));
-        }
+    if let Some(name) = doc.get("name").and_then(Value::as_str)
+        && app.store.get_flow(name).await?.is_some()
+    {
+        return Err(Error::Conflict(format!(
+            "flow '{name}' already exists; PUT /api/flows/{name} saves a new version"
+        )));
     }
-    let name = doc.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+    let name = doc
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     let saved = flows::save(&app, doc, None).await?;
-    Ok((StatusCode::CREATED, Json(json!({"name": name, "version": saved.version}))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"name": name, "version": saved.version})),
+    )
+        .into_response())
 }
 
-pub async fn put(State(app): State<AppState>, _: ApiAuth, Path(name): Path<String>, body: Bytes) -> Result<Response, Error> {
+pub async fn put(
+    State(app): State<AppState>,
+    _: ApiAuth,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, Error> {
     checked_name(&name)?;
     let mut doc = json_body(&body)?;
     if let Some(obj) = doc.as_object_mut() {
-        obj.entry("name").or_insert_with(|| Value::String(name.clone()));
+        obj.entry("name")
+            .or_insert_with(|| Value::String(name.clone()));
     }
     let saved = flows::save(&app, doc, Some(&name)).await?;
-    let status = if saved.created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(json!({"name": name, "version": saved.version, "changed": saved.changed}))).into_response())
+    let status = if saved.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(json!({"name": name, "version": saved.version, "changed": saved.changed})),
+    )
+        .into_response())
 }
 
-pub async fn delete(State(app): State<AppState>, _: ApiAuth, Path(name): Path<String>) -> Result<StatusCode, Error> {
+pub async fn delete(
+    State(app): State<AppState>,
+    _: ApiAuth,
+    Path(name): Path<String>,
+) -> Result<StatusCode, Error> {
     checked_name(&name)?;
     if !app.store.delete_flow(&name).await? {
         return Err(Error::NotFound(format!("no flow named '{name}'")));
@@ -89,7 +134,11 @@ pub async fn delete(State(app): State<AppState>, _: ApiAuth, Path(name): Path<St
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn versions(State(app): State<AppState>, _: ApiAuth, Path(name): Path<String>) -> Result<Json<Value>, Error> {
+pub async fn versions(
+    State(app): State<AppState>,
+    _: ApiAuth,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, Error> {
     checked_name(&name)?;
     let current = app.store.get_flow(&name).await?.map(|f| f.version);
     let rows = app.store.flow_versions(&name).await?;
@@ -103,8 +152,16 @@ pub async fn versions(State(app): State<AppState>, _: ApiAuth, Path(name): Path<
     Ok(Json(json!({"flow": name, "versions": versions})))
 }
 
-pub async fn version(State(app): State<AppState>, _: ApiAuth, Path((name, version)): Path<(String, i64)>) -> Result<Json<Value>, Error> {
-    let v = app.store.flow_version(&name, version).await?.ok_or_else(|| Error::NotFound(format!("flow '{name}' has no version {version}")))?;
+pub async fn version(
+    State(app): State<AppState>,
+    _: ApiAuth,
+    Path((name, version)): Path<(String, i64)>,
+) -> Result<Json<Value>, Error> {
+    let v = app
+        .store
+        .flow_version(&name, version)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("flow '{name}' has no version {version}")))?;
     Ok(Json(serde_json::from_str(&v.definition)?))
 }
 
@@ -117,9 +174,18 @@ pub struct RunQuery {
 }
 
 /// Start a run by hand; the request body is the trigger body.
-pub async fn run(State(app): State<AppState>, _: ApiAuth, Path(name): Path<String>, Query(q): Query<RunQuery>, body: Bytes) -> Result<Response, Error> {
+pub async fn run(
+    State(app): State<AppState>,
+    _: ApiAuth,
+    Path(name): Path<String>,
+    Query(q): Query<RunQuery>,
+    body: Bytes,
+) -> Result<Response, Error> {
     checked_name(&name)?;
-    let (version, _) = app.catalog.current(&name).ok_or_else(|| Error::NotFound(format!("no flow named '{name}'")))?;
+    let (version, _) = app
+        .catalog
+        .current(&name)
+        .ok_or_else(|| Error::NotFound(format!("no flow named '{name}'")))?;
     let payload = json_body(&body)?;
     let run_id = start_run(&app, &name, version, Started::manual(payload)).await?;
     if q.wait {
@@ -132,7 +198,11 @@ pub async fn run(State(app): State<AppState>, _: ApiAuth, Path(name): Path<Strin
 }
 
 /// Validate without saving: 200 with `{"valid": true}` or 422 with every problem.
-pub async fn validate(State(app): State<AppState>, _: ApiAuth, body: Bytes) -> Result<Json<Value>, Error> {
+pub async fn validate(
+    State(app): State<AppState>,
+    _: ApiAuth,
+    body: Bytes,
+) -> Result<Json<Value>, Error> {
     let docs = flows::split_import(json_body(&body)?)?;
     flows::validate_set(&app, &docs).await?;
     Ok(Json(json!({"valid": true})))
@@ -144,7 +214,12 @@ pub struct ImportQuery {
     on_conflict: OnConflict,
 }
 
-pub async fn import(State(app): State<AppState>, _: ApiAuth, Query(q): Query<ImportQuery>, body: Bytes) -> Result<Json<Value>, Error> {
+pub async fn import(
+    State(app): State<AppState>,
+    _: ApiAuth,
+    Query(q): Query<ImportQuery>,
+    body: Bytes,
+) -> Result<Json<Value>, Error> {
     let report = flows::import(&app, json_body(&body)?, q.on_conflict).await?;
     Ok(Json(serde_json::to_value(report)?))
 }

@@ -17,7 +17,10 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/openapi.json", get(openapi))
         .route("/flows", get(flows::list).post(flows::create))
-        .route("/flows/{name}", get(flows::get).put(flows::put).delete(flows::delete))
+        .route(
+            "/flows/{name}",
+            get(flows::get).put(flows::put).delete(flows::delete),
+        )
         .route("/flows/{name}/versions", get(flows::versions))
         .route("/flows/{name}/versions/{version}", get(flows::version))
         .route("/flows/{name}/run", post(flows::run))
@@ -32,7 +35,10 @@ pub fn router() -> Router<AppState> {
         .route("/deliveries/{id}", get(deliveries::get))
         .route("/deliveries/{id}/redeliver", post(deliveries::redeliver))
         .route("/secrets", get(secrets::list))
-        .route("/secrets/{name}", axum::routing::put(secrets::put).delete(secrets::delete))
+        .route(
+            "/secrets/{name}",
+            axum::routing::put(secrets::put).delete(secrets::delete),
+        )
         .route("/inbox/{name}", get(secrets::inbox))
 }
 

@@ -13,19 +13,26 @@ use super::flows::json_body;
 use crate::{app::AppState, error::Error, http::ApiAuth, store::rfc3339};
 
 fn checked_name(name: &str) -> Result<(), Error> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if ok { Ok(()) } else { Err(Error::BadRequest(format!("'{name}' is not a valid secret name: use letters, digits and '_', starting with a letter"))) }
+    crate::store::secrets::check_secret_name(name)
 }
 
 pub async fn list(State(app): State<AppState>, _: ApiAuth) -> Result<Json<Value>, Error> {
-    let names: Vec<Value> = app.store.secret_names().await?.into_iter().map(|(n, at)| json!({"name": n, "updated_at": rfc3339(at)})).collect();
+    let names: Vec<Value> = app
+        .store
+        .secret_names()
+        .await?
+        .into_iter()
+        .map(|(n, at)| json!({"name": n, "updated_at": rfc3339(at)}))
+        .collect();
     Ok(Json(json!({"secrets": names})))
 }
 
-pub async fn put(State(app): State<AppState>, _: ApiAuth, Path(name): Path<String>, body: Bytes) -> Result<StatusCode, Error> {
+pub async fn put(
+    State(app): State<AppState>,
+    _: ApiAuth,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<StatusCode, Error> {
     checked_name(&name)?;
     let value = json_body(&body)?
         .get("value")
@@ -36,9 +43,17 @@ pub async fn put(State(app): State<AppState>, _: ApiAuth, Path(name): Path<Strin
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn delete(State(app): State<AppState>, _: ApiAuth, Path(name): Path<String>) -> Result<StatusCode, Error> {
+pub async fn delete(
+    State(app): State<AppState>,
+    _: ApiAuth,
+    Path(name): Path<String>,
+) -> Result<StatusCode, Error> {
     checked_name(&name)?;
-    if app.store.delete_secret(&name).await? { Ok(StatusCode::NO_CONTENT) } else { Err(Error::NotFound(format!("no secret '{name}'"))) }
+    if app.store.delete_secret(&name).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(Error::NotFound(format!("no secret '{name}'")))
+    }
 }
 
 #[derive(Deserialize)]
@@ -46,7 +61,15 @@ pub struct InboxQuery {
     limit: Option<u64>,
 }
 
-pub async fn inbox(State(app): State<AppState>, _: ApiAuth, Path(name): Path<String>, Query(q): Query<InboxQuery>) -> Result<Json<Value>, Error> {
-    let requests = app.store.list_inbox(&name, q.limit.unwrap_or(50).clamp(1, 500)).await?;
+pub async fn inbox(
+    State(app): State<AppState>,
+    _: ApiAuth,
+    Path(name): Path<String>,
+    Query(q): Query<InboxQuery>,
+) -> Result<Json<Value>, Error> {
+    let requests = app
+        .store
+        .list_inbox(&name, q.limit.unwrap_or(50).clamp(1, 500))
+        .await?;
     Ok(Json(json!({"inbox": name, "requests": requests})))
 }
