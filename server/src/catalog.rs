@@ -6,15 +6,26 @@ use std::{
     sync::{Arc, RwLock},
 };
 
+use connectors::verify::Verifier;
 use flows_engine::{PreparedFlow, Registry, Trigger, ValidateCx, validate::prepare};
 use serde_json::Value;
 
 use crate::{error::Error, store::Store};
 
+/// A flow served at a webhook path, with its prepared verification.
+#[derive(Clone)]
+pub struct Served {
+    pub version: i64,
+    pub flow: Arc<PreparedFlow>,
+    pub verifier: Option<Arc<Verifier>>,
+}
+
 #[derive(Default)]
 struct Inner {
     /// name → (current version, prepared flow)
     current: HashMap<String, (i64, Arc<PreparedFlow>)>,
+    /// name → verification of its webhook trigger
+    verifiers: HashMap<String, Arc<Verifier>>,
     /// webhook path → flow name
     routes: HashMap<String, String>,
     /// (name, version) → prepared flow, for runs queued on an older version
@@ -43,6 +54,18 @@ impl Catalog {
                     let flow = Arc::new(flow);
                     if let Trigger::Webhook(w) = &flow.flow.trigger {
                         next.routes.insert(w.path.clone(), row.name.clone());
+                        if let Some(cfg) = &w.verify {
+                            match Verifier::prepare(cfg) {
+                                Ok(v) => {
+                                    next.verifiers.insert(row.name.clone(), Arc::new(v));
+                                }
+                                Err(issues) => {
+                                    // Never serve a flow whose verification cannot be built: it would accept anything.
+                                    tracing::error!(flow = %row.name, problems = ?issues, "stored flow's verify config is invalid; it is not served");
+                                    next.routes.remove(&w.path);
+                                }
+                            }
+                        }
                     }
                     next.versions
                         .insert((row.name.clone(), row.version), flow.clone());
@@ -63,10 +86,11 @@ impl Catalog {
     }
 
     /// The flow served at a webhook path.
-    pub fn route(&self, path: &str) -> Option<(i64, Arc<PreparedFlow>)> {
+    pub fn route(&self, path: &str) -> Option<Served> {
         let inner = self.inner.read().expect("catalog lock");
         let name = inner.routes.get(path)?;
-        inner.current.get(name).cloned()
+        let (version, flow) = inner.current.get(name)?.clone();
+        Some(Served { version, flow, verifier: inner.verifiers.get(name).cloned() })
     }
 
     pub fn current(&self, name: &str) -> Option<(i64, Arc<PreparedFlow>)> {

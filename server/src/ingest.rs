@@ -15,7 +15,7 @@ use crate::{
     store::{
         entities::{events, runs},
         now_ms, rfc3339,
-        writer::NewRun,
+        writer::{Accepted, NewRun},
     },
 };
 
@@ -68,14 +68,16 @@ pub struct Inbound {
     pub body: Bytes,
 }
 
-/// Queue a run of `flow` (at `version`) for an inbound request; returns the run id once the
-/// event and the run are committed.
+/// Queue a run of `flow` (at `version`) for an inbound request, once the event and the run are
+/// committed. `dedupe`: the request's delivery id and its window; a repeat within the window
+/// queues nothing and answers with the first run.
 pub async fn accept_webhook(
     app: &App,
     flow: &str,
     version: i64,
     req: Inbound,
-) -> Result<String, Error> {
+    dedupe: Option<(String, std::time::Duration)>,
+) -> Result<(String, Accepted), Error> {
     let body = parse_body(&req.headers, &req.body)?;
     let now = now_ms();
     let headers = connectors::http::header_object(&req.headers);
@@ -94,17 +96,13 @@ pub async fn accept_webhook(
         query: Set(query.to_string()),
         body: Set(req.body.to_vec()),
         received_at: Set(now),
-        dedupe_key: Set(None),
+        dedupe_key: Set(dedupe.as_ref().map(|(k, _)| k.clone())),
     };
     let run = new_run(flow, version, &trigger, 0, None, None);
     let id = run.id.clone().unwrap();
-    app.writer
-        .submit(NewRun {
-            event: Some(event),
-            run: run.with_event(event_id),
-        })
-        .await?;
-    Ok(id)
+    let dedupe = dedupe.map(|(key, window)| (key, now + window.as_millis() as i64));
+    let accepted = app.writer.submit(NewRun { event: Some(event), run: run.with_event(event_id), dedupe }).await?;
+    Ok((id, accepted))
 }
 
 /// A run started without a request: manual, replayed, or chained from another flow.
@@ -155,6 +153,7 @@ pub async fn queue_trigger(
         .submit(NewRun {
             event: None,
             run: run.into_active(),
+            dedupe: None,
         })
         .await?;
     Ok(id)

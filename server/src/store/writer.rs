@@ -2,12 +2,15 @@
 //! SQLite pays one fsync for a batch instead of one per webhook. Every caller still waits for
 //! the commit that holds its row before answering.
 
-use sea_orm::{EntityTrait, TransactionTrait};
+use sea_orm::{
+    ActiveValue, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, FromQueryResult, TransactionTrait,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
     Store,
     entities::{events, runs},
+    now_ms,
 };
 use crate::error::Error;
 
@@ -15,11 +18,21 @@ use crate::error::Error;
 pub struct NewRun {
     pub event: Option<events::ActiveModel>,
     pub run: runs::ActiveModel,
+    /// A delivery id to dedupe on, and when its window ends (ms).
+    pub dedupe: Option<(String, i64)>,
+}
+
+/// What became of a submitted run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accepted {
+    Queued,
+    /// The same delivery id was seen within its window: nothing was queued.
+    Duplicate { run_id: String },
 }
 
 struct Job {
     item: NewRun,
-    done: oneshot::Sender<Result<(), String>>,
+    done: oneshot::Sender<Result<Accepted, String>>,
 }
 
 /// Handle to the writer task.
@@ -47,36 +60,30 @@ impl Writer {
     }
 
     /// Queue `item` and wait until it is committed.
-    pub async fn submit(&self, item: NewRun) -> Result<(), Error> {
+    pub async fn submit(&self, item: NewRun) -> Result<Accepted, Error> {
         let (done, wait) = oneshot::channel();
-        self.tx
-            .send(Job { item, done })
-            .await
-            .map_err(|_| Error::Unavailable("the writer has stopped".into()))?;
+        self.tx.send(Job { item, done }).await.map_err(|_| Error::Unavailable("the writer has stopped".into()))?;
         match wait.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(Error::Unavailable(format!(
-                "could not store the event: {e}"
-            ))),
+            Ok(Ok(a)) => Ok(a),
+            Ok(Err(e)) => Err(Error::Unavailable(format!("could not store the event: {e}"))),
             Err(_) => Err(Error::Unavailable("the writer has stopped".into())),
         }
     }
 }
 
 async fn write_batch(store: &Store, batch: &mut Vec<Job>) {
-    match insert_all(store, batch.iter().map(|j| &j.item)).await {
-        Ok(()) => {
-            for job in batch.drain(..) {
-                let _ = job.done.send(Ok(()));
+    let items: Vec<&NewRun> = batch.iter().map(|j| &j.item).collect();
+    match insert_all(store, &items).await {
+        Ok(results) => {
+            for (job, res) in batch.drain(..).zip(results) {
+                let _ = job.done.send(Ok(res));
             }
         }
         Err(e) if batch.len() > 1 => {
             // One bad row must not fail its neighbours: retry them one by one.
             tracing::debug!(error = %e, size = batch.len(), "batch insert failed; retrying rows singly");
             for job in batch.drain(..) {
-                let res = insert_all(store, std::iter::once(&job.item))
-                    .await
-                    .map_err(|e| e.to_string());
+                let res = insert_all(store, &[&job.item]).await.map(|mut r| r.remove(0)).map_err(|e| e.to_string());
                 let _ = job.done.send(res);
             }
         }
@@ -88,20 +95,54 @@ async fn write_batch(store: &Store, batch: &mut Vec<Job>) {
     }
 }
 
-async fn insert_all<'a>(
-    store: &Store,
-    items: impl Iterator<Item = &'a NewRun> + Clone,
-) -> Result<(), sea_orm::DbErr> {
+async fn insert_all(store: &Store, items: &[&NewRun]) -> Result<Vec<Accepted>, DbErr> {
     let txn = store.db.begin().await?;
-    let evs: Vec<events::ActiveModel> = items.clone().filter_map(|i| i.event.clone()).collect();
-    if !evs.is_empty() {
-        events::Entity::insert_many(evs)
-            .exec_without_returning(&txn)
-            .await?;
+    let mut results = Vec::with_capacity(items.len());
+    for item in items {
+        results.push(match &item.dedupe {
+            Some((key, expires_at)) => claim_key(store, &txn, item, key, *expires_at).await?,
+            None => Accepted::Queued,
+        });
     }
-    let rs: Vec<runs::ActiveModel> = items.map(|i| i.run.clone()).collect();
-    runs::Entity::insert_many(rs)
-        .exec_without_returning(&txn)
-        .await?;
-    txn.commit().await
+    let fresh = || items.iter().zip(&results).filter(|(_, r)| **r == Accepted::Queued).map(|(i, _)| *i);
+    let evs: Vec<events::ActiveModel> = fresh().filter_map(|i| i.event.clone()).collect();
+    if !evs.is_empty() {
+        events::Entity::insert_many(evs).exec_without_returning(&txn).await?;
+    }
+    let rs: Vec<runs::ActiveModel> = fresh().map(|i| i.run.clone()).collect();
+    if !rs.is_empty() {
+        runs::Entity::insert_many(rs).exec_without_returning(&txn).await?;
+    }
+    txn.commit().await?;
+    Ok(results)
+}
+
+/// Take the dedupe key for this run, unless a live one exists: the primary key decides, in the
+/// same transaction as the run, so concurrent copies of one delivery start exactly one run.
+async fn claim_key(store: &Store, txn: &DatabaseTransaction, item: &NewRun, key: &str, expires_at: i64) -> Result<Accepted, DbErr> {
+    let flow = active_string(&item.run.flow);
+    let run_id = active_string(&item.run.id);
+    let stmt = store.stmt(
+        "INSERT INTO dedupe_keys (flow, key, run_id, expires_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (flow, key) DO UPDATE SET run_id = excluded.run_id, expires_at = excluded.expires_at \
+         WHERE dedupe_keys.expires_at < $5",
+        vec![flow.clone().into(), key.into(), run_id.into(), expires_at.into(), now_ms().into()],
+    );
+    if txn.execute_raw(stmt).await?.rows_affected() > 0 {
+        return Ok(Accepted::Queued);
+    }
+    #[derive(FromQueryResult)]
+    struct Existing {
+        run_id: String,
+    }
+    let stmt = store.stmt("SELECT run_id FROM dedupe_keys WHERE flow = $1 AND key = $2", vec![flow.into(), key.into()]);
+    let existing = Existing::find_by_statement(stmt).one(txn).await?;
+    Ok(Accepted::Duplicate { run_id: existing.map(|e| e.run_id).unwrap_or_default() })
+}
+
+fn active_string(v: &ActiveValue<String>) -> String {
+    match v {
+        ActiveValue::Set(s) | ActiveValue::Unchanged(s) => s.clone(),
+        ActiveValue::NotSet => String::new(),
+    }
 }

@@ -5,5 +5,6 @@ mod deliveries;
 mod flows_api;
 mod ingress;
 mod runs;
+mod security;
 mod steps;
 mod utils;

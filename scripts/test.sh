@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# hookflow's whole test suite: formatting, lints, unit and integration tests on SQLite, then the
+# integration tests again on PostgreSQL (started, or installed and started, when missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "tests on SQLite"
+cargo test --workspace --locked
+
+# PostgreSQL: HOOKFLOW_TEST_POSTGRES names a server (no database part); each test creates its own
+# database there. Default: the local server with trust authentication.
+PG_URL="${HOOKFLOW_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432}"
+
+pg_up() { pg_isready -q -h 127.0.0.1 -p 5432 >/dev/null 2>&1; }
+
+ensure_postgres() {
+  if ! command -v pg_isready >/dev/null 2>&1 || ! command -v pg_ctlcluster >/dev/null 2>&1; then
+    step "installing PostgreSQL"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq postgresql >/dev/null
+  fi
+  if ! pg_up; then
+    step "starting PostgreSQL"
+    local version
+    version="$(ls /etc/postgresql | sort -V | tail -n1)"
+    # Tests connect over TCP as postgres without a password, as on the CI machines.
+    local hba="/etc/postgresql/$version/main/pg_hba.conf"
+    if ! grep -q "^host all all 127.0.0.1/32 trust" "$hba"; then
+      sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
+    fi
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    for _ in $(seq 1 30); do pg_up && break; sleep 1; done
+  fi
+  pg_up
+}
+
+if [ -n "${HOOKFLOW_TEST_POSTGRES:-}" ] || ensure_postgres; then
+  # Databases left by earlier runs.
+  if command -v psql >/dev/null 2>&1; then
+    psql "$PG_URL/postgres" -Atqc "SELECT datname FROM pg_database WHERE datname LIKE 'hf\_%'" 2>/dev/null \
+      | while read -r db; do psql "$PG_URL/postgres" -qc "DROP DATABASE IF EXISTS \"$db\"" >/dev/null 2>&1 || true; done
+  fi
+  step "integration tests on PostgreSQL"
+  HOOKFLOW_TEST_POSTGRES="$PG_URL" cargo test -p hookflow --test it --locked
+else
+  echo "PostgreSQL is not available and could not be started" >&2
+  exit 1
+fi
