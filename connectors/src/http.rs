@@ -319,7 +319,11 @@ impl HttpStep {
             req = req.query(&query);
         }
         // Lets receivers that support it drop a retried call they already handled.
-        if !self.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("idempotency-key")) {
+        if !self
+            .headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("idempotency-key"))
+        {
             req = req.header("idempotency-key", format!("{}:{}", cx.run.id, cx.step_id));
         }
         for (k, t) in &self.headers {

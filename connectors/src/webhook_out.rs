@@ -62,10 +62,16 @@ impl Connector for WebhookOutConnector {
         let cfg: WebhookOutConfig = config::parse(config)?;
         let mut c = Compiler::default();
         if cfg.flow.is_some() && !cfg.flows.is_empty() {
-            c.issues.push(Issue::new("flows", "use either flow (one) or flows (several), not both"));
+            c.issues.push(Issue::new(
+                "flows",
+                "use either flow (one) or flows (several), not both",
+            ));
         }
         if cfg.url.is_some() && !cfg.urls.is_empty() {
-            c.issues.push(Issue::new("urls", "use either url (one) or urls (several), not both"));
+            c.issues.push(Issue::new(
+                "urls",
+                "use either url (one) or urls (several), not both",
+            ));
         }
         let (flows_at, flows): (Vec<String>, Vec<String>) = match cfg.flow {
             Some(f) => (vec!["flow".to_string()], vec![f]),

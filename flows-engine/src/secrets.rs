@@ -73,6 +73,13 @@ fn redact_value(v: &mut Value, used: &[(String, String)]) {
     }
 }
 
+/// RFC 3986 unreserved characters stay as they are (what the `urlencode` pipe produces).
+const URL_UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 fn redact_text(s: &str, used: &[(String, String)]) -> String {
     let mut out = s.to_string();
     for (name, secret) in used {
@@ -81,6 +88,7 @@ fn redact_text(s: &str, used: &[(String, String)]) -> String {
             secret.clone(),
             percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC)
                 .to_string(),
+            percent_encoding::utf8_percent_encode(secret, URL_UNRESERVED).to_string(),
             BASE64_STANDARD.encode(secret),
         ];
         for form in forms.iter().filter(|f| f.len() >= 3) {

@@ -11,6 +11,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m0001_initial::Migration), Box::new(m0002_dedupe::Migration)]
+        vec![
+            Box::new(m0001_initial::Migration),
+            Box::new(m0002_dedupe::Migration),
+        ]
     }
 }

@@ -36,13 +36,26 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(Index::create().name("dedupe_keys_expiry").table(DedupeKeys::Table).col(DedupeKeys::ExpiresAt).to_owned())
-            .await?;
+        m.create_index(
+            Index::create()
+                .name("dedupe_keys_expiry")
+                .table(DedupeKeys::Table)
+                .col(DedupeKeys::ExpiresAt)
+                .to_owned(),
+        )
+        .await?;
         // Dedupe lives in its own table now; the event column only records the key.
-        m.drop_index(Index::drop().name("events_dedupe").table(Alias::new("events")).to_owned()).await
+        m.drop_index(
+            Index::drop()
+                .name("events_dedupe")
+                .table(Alias::new("events"))
+                .to_owned(),
+        )
+        .await
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        m.drop_table(Table::drop().table(DedupeKeys::Table).to_owned()).await
+        m.drop_table(Table::drop().table(DedupeKeys::Table).to_owned())
+            .await
     }
 }

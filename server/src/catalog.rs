@@ -90,7 +90,11 @@ impl Catalog {
         let inner = self.inner.read().expect("catalog lock");
         let name = inner.routes.get(path)?;
         let (version, flow) = inner.current.get(name)?.clone();
-        Some(Served { version, flow, verifier: inner.verifiers.get(name).cloned() })
+        Some(Served {
+            version,
+            flow,
+            verifier: inner.verifiers.get(name).cloned(),
+        })
     }
 
     pub fn current(&self, name: &str) -> Option<(i64, Arc<PreparedFlow>)> {

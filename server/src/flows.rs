@@ -106,7 +106,11 @@ pub async fn validate_set(app: &App, docs: &[(String, Value)]) -> Result<Vec<Pre
         }
         if let Trigger::Webhook(w) = &p.flow.trigger {
             if let Some(Err(found)) = w.verify.as_ref().map(connectors::verify::Verifier::prepare) {
-                issues.extend(found.into_iter().map(|i| i.under(&join_path(at, "trigger.verify"))));
+                issues.extend(
+                    found
+                        .into_iter()
+                        .map(|i| i.under(&join_path(at, "trigger.verify"))),
+                );
             }
             if let Some(other) = paths.insert(&w.path, p.name()) {
                 issues.push(Issue::new(

@@ -101,7 +101,14 @@ pub async fn accept_webhook(
     let run = new_run(flow, version, &trigger, 0, None, None);
     let id = run.id.clone().unwrap();
     let dedupe = dedupe.map(|(key, window)| (key, now + window.as_millis() as i64));
-    let accepted = app.writer.submit(NewRun { event: Some(event), run: run.with_event(event_id), dedupe }).await?;
+    let accepted = app
+        .writer
+        .submit(NewRun {
+            event: Some(event),
+            run: run.with_event(event_id),
+            dedupe,
+        })
+        .await?;
     Ok((id, accepted))
 }
 

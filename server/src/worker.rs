@@ -256,7 +256,13 @@ impl Dispatch for StoreDispatch<'_> {
 
     async fn deliver(&self, req: DeliveryRequest) -> Result<String, String> {
         let now = now_ms();
-        let first_delay = self.app.cfg.delivery_schedule.0.first().map_or(0, |d| d.as_millis() as i64);
+        let first_delay = self
+            .app
+            .cfg
+            .delivery_schedule
+            .0
+            .first()
+            .map_or(0, |d| d.as_millis() as i64);
         let row = deliveries::ActiveModel {
             id: Set(new_id("msg")),
             run_id: Set(req.run_id),
@@ -287,7 +293,9 @@ impl Dispatch for StoreDispatch<'_> {
     async fn await_delivery(&self, delivery_id: &str) -> Result<Value, String> {
         loop {
             if self.app.shutdown.is_cancelled() {
-                return Err(format!("stopped waiting for delivery {delivery_id}: hookflow is shutting down; retry the run to wait again"));
+                return Err(format!(
+                    "stopped waiting for delivery {delivery_id}: hookflow is shutting down; retry the run to wait again"
+                ));
             }
             let d = self
                 .app

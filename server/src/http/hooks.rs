@@ -49,35 +49,66 @@ async fn handle(
     body: Body,
 ) -> Result<Response, Error> {
     if app.shutdown.is_cancelled() {
-        return Err(Error::Unavailable("hookflow is shutting down; retry shortly".into()));
+        return Err(Error::Unavailable(
+            "hookflow is shutting down; retry shortly".into(),
+        ));
     }
-    let served = app.catalog.route(&path).ok_or_else(|| Error::NotFound(format!("no flow listens at /hooks/{path}")))?;
+    let served = app
+        .catalog
+        .route(&path)
+        .ok_or_else(|| Error::NotFound(format!("no flow listens at /hooks/{path}")))?;
     let flow = &served.flow;
     let Trigger::Webhook(hook) = &flow.flow.trigger else {
         return Err(Error::NotFound(format!("no flow listens at /hooks/{path}")));
     };
     if !hook.methods.iter().any(|m| m == method.as_str()) {
-        return Err(Error::MethodNotAllowed(format!("/hooks/{path} accepts {}", hook.methods.join(", ")), hook.methods.clone()));
+        return Err(Error::MethodNotAllowed(
+            format!("/hooks/{path} accepts {}", hook.methods.join(", ")),
+            hook.methods.clone(),
+        ));
     }
     if !flow.flow.enabled {
-        return Err(Error::Unavailable(format!("flow '{}' is disabled", flow.name())));
+        return Err(Error::Unavailable(format!(
+            "flow '{}' is disabled",
+            flow.name()
+        )));
     }
     let limit = app.cfg.max_body_bytes;
-    let too_large = || Error::PayloadTooLarge(format!("the body is larger than the limit of {limit} bytes"));
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let too_large = || {
+        Error::PayloadTooLarge(format!(
+            "the body is larger than the limit of {limit} bytes"
+        ))
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(too_large());
     }
-    let body = axum::body::to_bytes(body, limit).await.map_err(|_| too_large())?;
+    let body = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| too_large())?;
     // Verify the raw bytes before anything parses them; a failure starts nothing.
     if let Some(verifier) = &served.verifier {
         verify(app, verifier, &headers, &body).await?;
     }
     let dedupe = dedupe_key(hook, served.verifier.as_deref(), &headers)?;
-    let inbound = Inbound { method, path, headers, query, body };
-    let (run_id, accepted) = accept_webhook(app, flow.name(), served.version, inbound, dedupe).await?;
+    let inbound = Inbound {
+        method,
+        path,
+        headers,
+        query,
+        body,
+    };
+    let (run_id, accepted) =
+        accept_webhook(app, flow.name(), served.version, inbound, dedupe).await?;
     if let Accepted::Duplicate { run_id } = accepted {
-        return Ok((StatusCode::OK, Json(json!({"duplicate": true, "run_id": run_id}))).into_response());
+        return Ok((
+            StatusCode::OK,
+            Json(json!({"duplicate": true, "run_id": run_id})),
+        )
+            .into_response());
     }
     match &hook.respond {
         Respond::Accepted => {
@@ -149,14 +180,26 @@ async fn handle(
     }
 }
 
-async fn verify(app: &AppState, verifier: &Verifier, headers: &HeaderMap, body: &[u8]) -> Result<(), Error> {
-    let secrets: HashMap<String, String> =
-        if verifier.secret_refs().is_empty() { HashMap::new() } else { app.store.load_secrets(&app.key).await? };
+async fn verify(
+    app: &AppState,
+    verifier: &Verifier,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), Error> {
+    let secrets: HashMap<String, String> = if verifier.secret_refs().is_empty() {
+        HashMap::new()
+    } else {
+        app.store.load_secrets(&app.key).await?
+    };
     let source = RunSecrets::new(&secrets);
     match verifier.verify(headers, body, &source, chrono::Utc::now().timestamp()) {
         Ok(()) => Ok(()),
-        Err(VerifyError::Unauthorized(why)) => Err(Error::Unauthorized(format!("webhook verification failed: {why}"))),
-        Err(VerifyError::Malformed(why)) => Err(Error::BadRequest(format!("webhook verification failed: {why}"))),
+        Err(VerifyError::Unauthorized(why)) => Err(Error::Unauthorized(format!(
+            "webhook verification failed: {why}"
+        ))),
+        Err(VerifyError::Malformed(why)) => Err(Error::BadRequest(format!(
+            "webhook verification failed: {why}"
+        ))),
         Err(VerifyError::Config(why)) => {
             // The sender cannot fix this; the operator can. Say so without naming secrets.
             tracing::error!(scheme = verifier.scheme(), problem = %why, "webhook verification is misconfigured");
@@ -167,9 +210,16 @@ async fn verify(app: &AppState, verifier: &Verifier, headers: &HeaderMap, body: 
 
 /// The delivery id to dedupe on: the flow's `dedupe.header`, else the scheme's default
 /// (`webhook-id` for Standard Webhooks). A configured header that is missing is a 400.
-fn dedupe_key(hook: &WebhookTrigger, verifier: Option<&Verifier>, headers: &HeaderMap) -> Result<Option<(String, Duration)>, Error> {
+fn dedupe_key(
+    hook: &WebhookTrigger,
+    verifier: Option<&Verifier>,
+    headers: &HeaderMap,
+) -> Result<Option<(String, Duration)>, Error> {
     const MAX_KEY: usize = 256;
-    let (header, window) = match (&hook.dedupe, verifier.and_then(Verifier::default_dedupe_header)) {
+    let (header, window) = match (
+        &hook.dedupe,
+        verifier.and_then(Verifier::default_dedupe_header),
+    ) {
         (Some(d), _) => (d.header.as_str(), Duration::from_secs(d.window_s)),
         (None, Some(h)) => (h, Duration::from_secs(86_400)),
         (None, None) => return Ok(None),
@@ -179,9 +229,15 @@ fn dedupe_key(hook: &WebhookTrigger, verifier: Option<&Verifier>, headers: &Head
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|v| !v.is_empty())
-        .ok_or_else(|| Error::BadRequest(format!("missing header {header}, which identifies the delivery for deduplication")))?;
+        .ok_or_else(|| {
+            Error::BadRequest(format!(
+                "missing header {header}, which identifies the delivery for deduplication"
+            ))
+        })?;
     if value.len() > MAX_KEY {
-        return Err(Error::BadRequest(format!("header {header} is longer than {MAX_KEY} bytes")));
+        return Err(Error::BadRequest(format!(
+            "header {header} is longer than {MAX_KEY} bytes"
+        )));
     }
     Ok(Some((value.to_string(), window)))
 }

@@ -26,7 +26,10 @@ pub fn router(app: AppState) -> Router {
     let api = api::router().layer(api_limit);
     Router::new()
         .route("/hooks/{*path}", any(hooks::receive))
-        .route("/inbox/{name}", any(inbox::capture).layer(DefaultBodyLimit::max(app.cfg.max_body_bytes)))
+        .route(
+            "/inbox/{name}",
+            any(inbox::capture).layer(DefaultBodyLimit::max(app.cfg.max_body_bytes)),
+        )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
@@ -49,10 +52,16 @@ async fn json_errors(resp: Response) -> Response {
         return resp;
     }
     let (parts, body) = resp.into_parts();
-    let bytes = axum::body::to_bytes(body, 64 * 1024).await.unwrap_or_default();
+    let bytes = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .unwrap_or_default();
     let message = String::from_utf8_lossy(&bytes).trim().to_string();
     let message = if message.is_empty() {
-        parts.status.canonical_reason().unwrap_or("error").to_string()
+        parts
+            .status
+            .canonical_reason()
+            .unwrap_or("error")
+            .to_string()
     } else {
         message
     };

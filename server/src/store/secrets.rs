@@ -65,7 +65,10 @@ impl MasterKey {
 /// Secret names are identifiers, so `{{ secrets.NAME }}` can reference them.
 pub fn check_secret_name(name: &str) -> Result<(), Error> {
     let ok = name.len() <= 64
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if ok {
         Ok(())

@@ -3,7 +3,8 @@
 //! the commit that holds its row before answering.
 
 use sea_orm::{
-    ActiveValue, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, FromQueryResult, TransactionTrait,
+    ActiveValue, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, FromQueryResult,
+    TransactionTrait,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -27,7 +28,9 @@ pub struct NewRun {
 pub enum Accepted {
     Queued,
     /// The same delivery id was seen within its window: nothing was queued.
-    Duplicate { run_id: String },
+    Duplicate {
+        run_id: String,
+    },
 }
 
 struct Job {
@@ -62,10 +65,15 @@ impl Writer {
     /// Queue `item` and wait until it is committed.
     pub async fn submit(&self, item: NewRun) -> Result<Accepted, Error> {
         let (done, wait) = oneshot::channel();
-        self.tx.send(Job { item, done }).await.map_err(|_| Error::Unavailable("the writer has stopped".into()))?;
+        self.tx
+            .send(Job { item, done })
+            .await
+            .map_err(|_| Error::Unavailable("the writer has stopped".into()))?;
         match wait.await {
             Ok(Ok(a)) => Ok(a),
-            Ok(Err(e)) => Err(Error::Unavailable(format!("could not store the event: {e}"))),
+            Ok(Err(e)) => Err(Error::Unavailable(format!(
+                "could not store the event: {e}"
+            ))),
             Err(_) => Err(Error::Unavailable("the writer has stopped".into())),
         }
     }
@@ -83,7 +91,10 @@ async fn write_batch(store: &Store, batch: &mut Vec<Job>) {
             // One bad row must not fail its neighbours: retry them one by one.
             tracing::debug!(error = %e, size = batch.len(), "batch insert failed; retrying rows singly");
             for job in batch.drain(..) {
-                let res = insert_all(store, &[&job.item]).await.map(|mut r| r.remove(0)).map_err(|e| e.to_string());
+                let res = insert_all(store, &[&job.item])
+                    .await
+                    .map(|mut r| r.remove(0))
+                    .map_err(|e| e.to_string());
                 let _ = job.done.send(res);
             }
         }
@@ -104,14 +115,24 @@ async fn insert_all(store: &Store, items: &[&NewRun]) -> Result<Vec<Accepted>, D
             None => Accepted::Queued,
         });
     }
-    let fresh = || items.iter().zip(&results).filter(|(_, r)| **r == Accepted::Queued).map(|(i, _)| *i);
+    let fresh = || {
+        items
+            .iter()
+            .zip(&results)
+            .filter(|(_, r)| **r == Accepted::Queued)
+            .map(|(i, _)| *i)
+    };
     let evs: Vec<events::ActiveModel> = fresh().filter_map(|i| i.event.clone()).collect();
     if !evs.is_empty() {
-        events::Entity::insert_many(evs).exec_without_returning(&txn).await?;
+        events::Entity::insert_many(evs)
+            .exec_without_returning(&txn)
+            .await?;
     }
     let rs: Vec<runs::ActiveModel> = fresh().map(|i| i.run.clone()).collect();
     if !rs.is_empty() {
-        runs::Entity::insert_many(rs).exec_without_returning(&txn).await?;
+        runs::Entity::insert_many(rs)
+            .exec_without_returning(&txn)
+            .await?;
     }
     txn.commit().await?;
     Ok(results)
@@ -119,7 +140,13 @@ async fn insert_all(store: &Store, items: &[&NewRun]) -> Result<Vec<Accepted>, D
 
 /// Take the dedupe key for this run, unless a live one exists: the primary key decides, in the
 /// same transaction as the run, so concurrent copies of one delivery start exactly one run.
-async fn claim_key(store: &Store, txn: &DatabaseTransaction, item: &NewRun, key: &str, expires_at: i64) -> Result<Accepted, DbErr> {
+async fn claim_key(
+    store: &Store,
+    txn: &DatabaseTransaction,
+    item: &NewRun,
+    key: &str,
+    expires_at: i64,
+) -> Result<Accepted, DbErr> {
     let flow = active_string(&item.run.flow);
     let run_id = active_string(&item.run.id);
     let stmt = store.stmt(
@@ -135,9 +162,14 @@ async fn claim_key(store: &Store, txn: &DatabaseTransaction, item: &NewRun, key:
     struct Existing {
         run_id: String,
     }
-    let stmt = store.stmt("SELECT run_id FROM dedupe_keys WHERE flow = $1 AND key = $2", vec![flow.into(), key.into()]);
+    let stmt = store.stmt(
+        "SELECT run_id FROM dedupe_keys WHERE flow = $1 AND key = $2",
+        vec![flow.into(), key.into()],
+    );
     let existing = Existing::find_by_statement(stmt).one(txn).await?;
-    Ok(Accepted::Duplicate { run_id: existing.map(|e| e.run_id).unwrap_or_default() })
+    Ok(Accepted::Duplicate {
+        run_id: existing.map(|e| e.run_id).unwrap_or_default(),
+    })
 }
 
 fn active_string(v: &ActiveValue<String>) -> String {
