@@ -12,6 +12,16 @@ cargo fmt --all --check
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+# The providers' official libraries, to sign webhooks in the verification tests.
+SIGNERS="${HOOKFLOW_SIGNERS_DIR:-$HOME/.cache/hookflow-signers}"
+step "official signing libraries (into $SIGNERS)"
+mkdir -p "$SIGNERS/node"
+[ -x "$SIGNERS/py/bin/python" ] || python3 -m venv "$SIGNERS/py"
+"$SIGNERS/py/bin/pip" install -q --disable-pip-version-check -r scripts/signers/requirements.txt
+cp scripts/signers/package.json "$SIGNERS/node/package.json"
+(cd "$SIGNERS/node" && npm install --silent --no-audit --no-fund >/dev/null)
+export HOOKFLOW_TEST_PYTHON="$SIGNERS/py/bin/python" HOOKFLOW_NODE_MODULES="$SIGNERS/node/node_modules"
+
 step "tests on SQLite"
 cargo test --workspace --locked
 

@@ -31,6 +31,8 @@ pub struct App {
     /// This process's identity in leases.
     pub worker_id: String,
     pub shutdown: CancellationToken,
+    /// Login protection: failed attempts per client, and the first-run setup token.
+    pub auth: crate::http::session::AuthState,
 }
 
 pub type AppState = Arc<App>;
@@ -81,6 +83,7 @@ pub async fn start(cfg: ServeArgs, listener: TcpListener) -> anyhow::Result<Runn
         http: http_opts.client(),
         worker_id: flows_engine::ids::new_id("wrk"),
         shutdown: CancellationToken::new(),
+        auth: Default::default(),
         cfg,
     });
     app.catalog.reload(&app.store, &app.registry).await?;
@@ -98,13 +101,22 @@ pub async fn start(cfg: ServeArgs, listener: TcpListener) -> anyhow::Result<Runn
     let router = crate::http::router(app.clone());
     let shutdown = app.shutdown.clone();
     tasks.spawn(async move {
-        let serve = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await });
+        let serve = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { shutdown.cancelled().await });
         if let Err(e) = serve.await {
             tracing::error!(error = %e, "HTTP server stopped with an error");
         }
     });
     tracing::info!(%addr, "hookflow is listening");
+    if app.store.user_count().await? == 0 {
+        let token = app.auth.setup_token();
+        tracing::info!(
+            "no user exists yet: create the first one at http://{addr}/setup?token={token} (this link works once), or with `hookflow user add <name>`"
+        );
+    }
     Ok(Running { addr, app, tasks })
 }
 
@@ -184,6 +196,7 @@ pub async fn open_offline(
         http: http_opts.client(),
         worker_id: flows_engine::ids::new_id("cli"),
         shutdown: CancellationToken::new(),
+        auth: Default::default(),
         cfg,
     });
     app.catalog.reload(&app.store, &app.registry).await?;

@@ -70,6 +70,11 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Users of the web UI.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// Secrets referenced as {{ secrets.NAME }}.
     Secret {
         #[command(subcommand)]
@@ -81,6 +86,16 @@ pub enum Command {
 pub enum TokenCommand {
     /// Create an API token and print it (it is shown only once).
     Create {
+        name: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user, or set a new password; the password is read from standard input.
+    Add {
         name: String,
         #[command(flatten)]
         db: DbArgs,
@@ -166,21 +181,37 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<bool> {
             println!("{}", store.create_token(&name).await?);
             Ok(true)
         }
+        Command::User {
+            command: UserCommand::Add { name, db },
+        } => {
+            let password = read_stdin_value()?;
+            let store = db.open().await?;
+            store.set_user(&name, &password).await?;
+            eprintln!("user '{name}' can log in");
+            Ok(true)
+        }
         Command::Secret {
             command: SecretCommand::Set { name, db },
         } => {
-            let mut value = String::new();
-            std::io::stdin().read_to_string(&mut value)?;
-            let value = value
-                .strip_suffix('\n')
-                .map(|v| v.strip_suffix('\r').unwrap_or(v))
-                .unwrap_or(&value);
+            let value = read_stdin_value()?;
+            let value = value.as_str();
             let store = db.open().await?;
             store.set_secret(&db.master_key()?, &name, value).await?;
             eprintln!("secret '{name}' set");
             Ok(true)
         }
     }
+}
+
+/// A value from standard input, without its final newline.
+fn read_stdin_value() -> anyhow::Result<String> {
+    let mut value = String::new();
+    std::io::stdin().read_to_string(&mut value)?;
+    let trimmed = value
+        .strip_suffix('\n')
+        .map(|v| v.strip_suffix('\r').unwrap_or(v))
+        .unwrap_or(&value);
+    Ok(trimmed.to_string())
 }
 
 fn validate(files: &[PathBuf]) -> anyhow::Result<bool> {

@@ -2,6 +2,8 @@
 
 use askama::Template;
 
+pub mod auth;
+
 #[derive(Template)]
 #[template(path = "landing.html")]
 struct Landing<'a> {

@@ -17,6 +17,8 @@ pub mod auth;
 mod health;
 mod hooks;
 mod inbox;
+mod login;
+pub mod session;
 
 pub use auth::ApiAuth;
 
@@ -35,9 +37,22 @@ pub fn router(app: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .nest("/api", api)
         .route("/", get(health::index))
+        .route("/login", get(login::login_page).post(login::login))
+        .route("/setup", get(login::setup_page).post(login::setup))
+        .merge(ui_routes(app.clone()))
         .fallback(health::not_found)
         .layer(axum::middleware::map_response(json_errors))
         .with_state(app)
+}
+
+/// Browser routes: each state-changing request passes the CSRF guard.
+fn ui_routes(app: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/logout", axum::routing::post(login::logout))
+        .route_layer(axum::middleware::from_fn_with_state(
+            app,
+            session::csrf_guard,
+        ))
 }
 
 /// Every error answer is JSON `{"error": ...}`, including the plain-text rejections of axum's

@@ -227,3 +227,33 @@ pub mod inbox_requests {
     }
     no_relations!();
 }
+
+pub mod users {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "users")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub username: String,
+        pub password_hash: String,
+        pub created_at: i64,
+    }
+    no_relations!();
+}
+
+pub mod sessions {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "sessions")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id_hash: String,
+        pub username: String,
+        pub csrf: String,
+        pub created_at: i64,
+        pub expires_at: i64,
+    }
+    no_relations!();
+}

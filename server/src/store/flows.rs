@@ -1,8 +1,6 @@
 //! Flows and their versions: every save that changes a flow is a new version.
 
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 use serde_json::Value;
 
 use super::{
@@ -64,7 +62,7 @@ impl Store {
         enabled: bool,
     ) -> Result<Saved, Error> {
         let text = serde_json::to_string(definition)?;
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         let now = now_ms();
         let current = flows::Entity::find_by_id(name.to_string())
             .one(&txn)

@@ -16,6 +16,7 @@ pub mod queue;
 pub mod runs;
 pub mod secrets;
 pub mod tokens;
+pub mod users;
 pub mod writer;
 
 use migrations::{Migrator, MigratorTrait};
@@ -87,6 +88,21 @@ impl Store {
             sqlite_placeholders(sql)
         };
         Statement::from_sql_and_values(self.backend(), sql, values)
+    }
+
+    /// A transaction that will write after reading. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`): a deferred transaction that reads and then writes fails with
+    /// `SQLITE_BUSY` when another connection committed in between, whatever the busy timeout.
+    pub async fn begin_write(&self) -> Result<sea_orm::DatabaseTransaction, DbErr> {
+        use sea_orm::{SqliteTransactionMode, TransactionOptions, TransactionTrait};
+        if self.is_postgres() {
+            return self.db.begin().await;
+        }
+        let opts = TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..Default::default()
+        };
+        self.db.begin_with_options(opts).await
     }
 
     pub async fn ping(&self) -> Result<(), DbErr> {

@@ -3,7 +3,7 @@
 use flows_engine::{StepRecord, StepStatus};
 use sea_orm::{
     ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-    TransactionTrait, sea_query::OnConflict,
+    sea_query::OnConflict,
 };
 use serde_json::{Value, json};
 
@@ -156,7 +156,7 @@ impl Store {
     /// Queue a failed run again as a new attempt: its failed and skipped steps are forgotten,
     /// its succeeded steps are kept and not run again. `None` if the run is not failed.
     pub async fn retry_run(&self, id: &str) -> Result<Option<runs::Model>, Error> {
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         let Some(run) = runs::Entity::find_by_id(id.to_string()).one(&txn).await? else {
             return Ok(None);
         };

@@ -1,9 +1,11 @@
 //! Integration tests: the real server over HTTP, like a user.
 
+mod auth;
 mod cli;
 mod deliveries;
 mod flows_api;
 mod ingress;
+mod official;
 mod runs;
 mod security;
 mod steps;

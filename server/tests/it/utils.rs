@@ -88,6 +88,10 @@ impl TestServer {
         boot(self.data_dir, self.database_url, configure).await
     }
 
+    pub fn app(&self) -> &hookflow::app::AppState {
+        &self.running.as_ref().unwrap().app
+    }
+
     async fn send(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
         let mut req = self
             .client

@@ -12,6 +12,7 @@ mod deliveries;
 mod flows;
 mod runs;
 mod secrets;
+mod tokens;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -40,6 +41,8 @@ pub fn router() -> Router<AppState> {
             axum::routing::put(secrets::put).delete(secrets::delete),
         )
         .route("/inbox/{name}", get(secrets::inbox))
+        .route("/tokens", get(tokens::list).post(tokens::create))
+        .route("/tokens/{id}", axum::routing::delete(tokens::revoke))
 }
 
 async fn openapi() -> Json<Value> {
