@@ -69,7 +69,12 @@ pub struct WebhookTrigger {
     pub verify: Option<Map<String, Value>>,
     pub dedupe: Option<Dedupe>,
     pub respond: Respond,
+    /// This flow's body limit, overriding the server's `--max-body-bytes`.
+    pub max_body_bytes: Option<usize>,
 }
+
+/// The largest body a flow may accept (GitHub's own payload cap).
+pub const MAX_BODY_LIMIT: u64 = 25 * 1024 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct Dedupe {
@@ -256,7 +261,15 @@ fn parse_trigger(v: &Value, flow_name: &str, p: &mut Problems) -> Trigger {
             unknown_keys(
                 obj,
                 "trigger",
-                &["type", "path", "methods", "verify", "dedupe", "respond"],
+                &[
+                    "type",
+                    "path",
+                    "methods",
+                    "verify",
+                    "dedupe",
+                    "respond",
+                    "max_body_bytes",
+                ],
                 p,
             );
             Trigger::Webhook(Box::new(parse_webhook(obj, flow_name, p)))
@@ -382,12 +395,26 @@ fn parse_webhook(obj: &Map<String, Value>, flow_name: &str, p: &mut Problems) ->
         None | Some(Value::Null) => Respond::Accepted,
         Some(r) => parse_respond(r, p),
     };
+    let max_body_bytes = match obj.get("max_body_bytes") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_u64() {
+            Some(n) if (1..=MAX_BODY_LIMIT).contains(&n) => Some(n as usize),
+            _ => {
+                p.add(
+                    "trigger.max_body_bytes",
+                    format!("must be a number of bytes between 1 and {MAX_BODY_LIMIT} (25 MiB)"),
+                );
+                None
+            }
+        },
+    };
     WebhookTrigger {
         path,
         methods,
         verify,
         dedupe,
         respond,
+        max_body_bytes,
     }
 }
 

@@ -73,7 +73,7 @@ async fn handle(
             flow.name()
         )));
     }
-    let limit = app.cfg.max_body_bytes;
+    let limit = hook.max_body_bytes.unwrap_or(app.cfg.max_body_bytes);
     let too_large = || {
         Error::PayloadTooLarge(format!(
             "the body is larger than the limit of {limit} bytes"

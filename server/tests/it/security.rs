@@ -309,3 +309,56 @@ async fn bad_inputs_answer_4xx_and_a_misconfigured_secret_is_not_a_sender_error(
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn body_limits_can_be_set_per_flow_and_header_floods_are_refused() {
+    let srv = start().await;
+    srv.create_flow(json!({"hookflow": 1, "name": "small", "trigger": {"type": "webhook", "max_body_bytes": 100}, "steps": []})).await;
+    srv.create_flow(json!({"hookflow": 1, "name": "big", "trigger": {"type": "webhook", "max_body_bytes": 4194304}, "steps": []})).await;
+    let post = |path: &str, size: usize| {
+        srv.client
+            .post(format!("{}/hooks/{path}", srv.url))
+            .body(vec![b'x'; size])
+            .send()
+    };
+    assert_eq!(
+        post("small", 100).await.unwrap().status(),
+        202,
+        "at the limit"
+    );
+    let r = post("small", 101).await.unwrap();
+    assert_eq!(r.status(), 413);
+    assert!(
+        r.json::<Value>().await.unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .contains("100 bytes")
+    );
+    assert_eq!(
+        post("big", 2 * 1024 * 1024).await.unwrap().status(),
+        202,
+        "above the server default, within the flow's limit"
+    );
+    let (status, body) = srv.post("/api/flows", json!({"hookflow": 1, "name": "huge", "trigger": {"type": "webhook", "max_body_bytes": 1u64 << 40}, "steps": []})).await;
+    assert_eq!(status, 422, "{body}");
+
+    let mut req = srv
+        .client
+        .post(format!("{}/hooks/small", srv.url))
+        .body("{}");
+    for i in 0..200 {
+        req = req.header(format!("x-flood-{i}"), "1");
+    }
+    match req.send().await {
+        Ok(r) => assert_eq!(r.status(), 431, "too many headers"),
+        Err(e) => assert!(
+            e.is_request() || e.is_connect(),
+            "the server closed the connection: {e}"
+        ),
+    }
+    assert_eq!(
+        post("small", 2).await.unwrap().status(),
+        202,
+        "still serving"
+    );
+}
