@@ -11,7 +11,9 @@ pub mod flows;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod rundiff;
 pub mod store;
+pub mod ui;
 pub mod waiters;
 pub mod worker;
 

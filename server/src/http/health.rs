@@ -1,10 +1,10 @@
-//! Liveness, readiness, metrics, and the landing page.
+//! Liveness, readiness and metrics.
 
 use axum::{
     Json,
     extract::State,
     http::{StatusCode, header},
-    response::{Html, IntoResponse, Response},
+    response::{IntoResponse, Response},
 };
 use serde_json::json;
 
@@ -41,10 +41,6 @@ pub async fn metrics(State(app): State<AppState>, headers: axum::http::HeaderMap
         crate::metrics::handle().render(),
     )
         .into_response()
-}
-
-pub async fn index() -> Html<String> {
-    Html(hookflow_web::landing_page())
 }
 
 pub async fn not_found() -> (StatusCode, Json<serde_json::Value>) {

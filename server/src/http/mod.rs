@@ -36,12 +36,15 @@ pub fn router(app: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .nest("/api", api)
-        .route("/", get(health::index))
+        .route("/assets/{*path}", get(crate::ui::asset))
         .route("/login", get(login::login_page).post(login::login))
         .route("/setup", get(login::setup_page).post(login::setup))
         .merge(ui_routes(app.clone()))
         .fallback(health::not_found)
         .layer(axum::middleware::map_response(json_errors))
+        .layer(axum::middleware::map_response(
+            crate::ui::html_security_headers,
+        ))
         .with_state(app)
 }
 
@@ -49,6 +52,7 @@ pub fn router(app: AppState) -> Router {
 fn ui_routes(app: AppState) -> Router<AppState> {
     Router::new()
         .route("/logout", axum::routing::post(login::logout))
+        .merge(crate::ui::router(app.clone()))
         .route_layer(axum::middleware::from_fn_with_state(
             app,
             session::csrf_guard,

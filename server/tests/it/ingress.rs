@@ -146,8 +146,10 @@ async fn health_metrics_and_landing_page() {
         assert!(text.contains(name), "{name} missing from /metrics:\n{text}");
     }
     assert!(text.contains("flow=\"m\""));
-    let page = get("/").await.unwrap().text().await.unwrap();
-    assert!(page.contains("hookflow"));
+    // `/` is the web UI, which sends a browser without a session to the login page.
+    let page = get("/").await.unwrap();
+    assert_eq!(page.url().path(), "/login");
+    assert!(page.text().await.unwrap().contains("Log in to hookflow"));
     let openapi = get("/api/openapi.json")
         .await
         .unwrap()

@@ -1,6 +1,7 @@
 //! Integration tests: the real server over HTTP, like a user.
 
 mod auth;
+mod browser;
 mod cli;
 mod deliveries;
 mod flows_api;
@@ -9,4 +10,6 @@ mod official;
 mod runs;
 mod security;
 mod steps;
+mod ui;
 mod utils;
+mod webdriver;

@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::app::AppState;
 
 mod deliveries;
+mod diff;
 mod flows;
 mod runs;
 mod secrets;
@@ -32,6 +33,7 @@ pub fn router() -> Router<AppState> {
         .route("/runs/{id}", get(runs::get))
         .route("/runs/{id}/retry", post(runs::retry))
         .route("/runs/{id}/replay", post(runs::replay))
+        .route("/runs/{id}/diff", get(diff::compare).post(diff::replay))
         .route("/deliveries", get(deliveries::list))
         .route("/deliveries/{id}", get(deliveries::get))
         .route("/deliveries/{id}/redeliver", post(deliveries::redeliver))
