@@ -269,7 +269,7 @@ async fn screenshots() {
     srv.create_flow(flow("warehouse-pick", json!({"type": "manual"}), json!([{"id": "pick", "type": "http", "url": sink.url("/pick"), "body": "{{ $.trigger.body }}"}]))).await;
     let mut shop = flow(
         "shop-orders",
-        json!({"type": "webhook", "path": "shop/orders", "dedupe": {"header": "X-Shopify-Webhook-Id", "window_s": 86400}}),
+        json!({"type": "webhook", "path": "shop/orders"}),
         json!([
             {"id": "shape", "type": "transform", "output": {"order": "{{ $.trigger.body.id }}", "email": "{{ $.trigger.body.customer.email | lower }}", "total": "{{ $.trigger.body.total_price | number }}", "status": "{{ $.trigger.body.financial_status }}"}},
             {"id": "crm", "type": "http", "method": "POST", "url": sink.url("/crm/notes"), "body": {"text": "Order {{ $.input.order }} from {{ $.input.email }}"}},
