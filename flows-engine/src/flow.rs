@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::{
     issue::{Issue, index_path, key_path},
+    path::JsonPath,
     template::{Template, TemplateValue},
 };
 
@@ -46,8 +47,8 @@ pub struct Flow {
 pub enum Trigger {
     Webhook(Box<WebhookTrigger>),
     Manual,
-    /// Parsed so the model has room for it; running schedules is the scheduler's job.
-    Schedule(Map<String, Value>),
+    /// Runs on an interval or a cron pattern (the server's scheduler fires it).
+    Schedule(Box<ScheduleTrigger>),
 }
 
 impl Trigger {
@@ -75,6 +76,158 @@ pub struct WebhookTrigger {
 
 /// The largest body a flow may accept (GitHub's own payload cap).
 pub const MAX_BODY_LIMIT: u64 = 25 * 1024 * 1024;
+
+/// `{"type": "schedule", "every_s" | "cron", "poll"?, "emit"?}`: fire on a schedule; optionally
+/// call an API (`poll`, an `http` step config) and start one run per new item of its answer.
+#[derive(Debug, Clone)]
+pub struct ScheduleTrigger {
+    pub when: When,
+    /// An `http` step configuration; the server prepares it with the http connector.
+    pub poll: Option<Map<String, Value>>,
+    pub emit: Option<Emit>,
+}
+
+#[derive(Debug, Clone)]
+pub enum When {
+    /// Every so many seconds.
+    Every(u64),
+    /// A cron pattern (5 fields, or 6 with seconds first), evaluated in UTC.
+    Cron(Box<croner::Cron>, String),
+}
+
+/// Which parts of the poll answer are items, and what identifies each.
+#[derive(Debug, Clone)]
+pub struct Emit {
+    /// Over the poll output `{status, headers, body}`, e.g. `$.body.orders[*]`.
+    pub items: JsonPath,
+    /// Over one item, e.g. `$.id`.
+    pub key: JsonPath,
+}
+
+impl ScheduleTrigger {
+    /// The first tick strictly after `after` (ms since the epoch); `None` if a cron pattern never
+    /// matches again.
+    pub fn next_after(&self, after_ms: i64) -> Option<i64> {
+        match &self.when {
+            When::Every(s) => Some(after_ms + (*s as i64) * 1000),
+            When::Cron(cron, _) => {
+                let at = chrono::DateTime::from_timestamp_millis(after_ms)?;
+                cron.find_next_occurrence(&at, false)
+                    .ok()
+                    .map(|t| t.timestamp_millis())
+            }
+        }
+    }
+
+    /// A stable description of when it fires; a change means the schedule was edited.
+    pub fn spec(&self) -> String {
+        match &self.when {
+            When::Every(s) => format!("every {s}s"),
+            When::Cron(_, src) => format!("cron {src}"),
+        }
+    }
+}
+
+/// Longest interval accepted: one year.
+const MAX_EVERY_S: u64 = 366 * 86_400;
+
+fn parse_schedule(obj: &Map<String, Value>, p: &mut Problems) -> ScheduleTrigger {
+    let every = obj.get("every_s");
+    let cron = obj.get("cron");
+    let when = match (every, cron) {
+        (Some(_), Some(_)) => {
+            p.add("trigger", "give either every_s or cron, not both");
+            When::Every(60)
+        }
+        (None, None) => {
+            p.add(
+                "trigger",
+                "a schedule needs \"every_s\": <seconds> or \"cron\": \"*/5 * * * *\"",
+            );
+            When::Every(60)
+        }
+        (Some(v), None) => match v.as_u64() {
+            Some(n) if (1..=MAX_EVERY_S).contains(&n) => When::Every(n),
+            _ => {
+                p.add(
+                    "trigger.every_s",
+                    format!("must be a whole number of seconds between 1 and {MAX_EVERY_S}"),
+                );
+                When::Every(60)
+            }
+        },
+        (None, Some(v)) => {
+            let src = v.as_str().unwrap_or_default();
+            let parser = croner::parser::CronParser::builder()
+                .seconds(croner::parser::Seconds::Optional)
+                .build();
+            match parser.parse(src) {
+                Ok(c) if v.is_string() => When::Cron(Box::new(c), src.to_string()),
+                Ok(_) => {
+                    p.add("trigger.cron", "must be a string such as \"*/5 * * * *\"");
+                    When::Every(60)
+                }
+                Err(e) => {
+                    p.add(
+                        "trigger.cron",
+                        format!("'{src}' is not a cron pattern ({e}); use 5 fields (minute hour day month weekday), or 6 with seconds first"),
+                    );
+                    When::Every(60)
+                }
+            }
+        }
+    };
+    let poll = match obj.get("poll") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(m)) => Some(m.clone()),
+        Some(_) => {
+            p.add(
+                "trigger.poll",
+                "must be an http step configuration such as {\"url\": \"https://api.example.com/orders\"}",
+            );
+            None
+        }
+    };
+    let emit = match obj.get("emit") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(e)) => {
+            unknown_keys(e, "trigger.emit", &["items", "key"], p);
+            let mut path = |k: &str, example: &str| match e.get(k) {
+                Some(Value::String(s)) => match JsonPath::compile(s) {
+                    Ok(jp) => Some(jp),
+                    Err(msg) => {
+                        p.add(format!("trigger.emit.{k}"), msg);
+                        None
+                    }
+                },
+                _ => {
+                    p.add(
+                        format!("trigger.emit.{k}"),
+                        format!("missing; a JSONPath such as \"{example}\""),
+                    );
+                    None
+                }
+            };
+            let items = path("items", "$.body.orders[*]");
+            let key = path("key", "$.id");
+            if poll.is_none() {
+                p.add(
+                    "trigger.emit",
+                    "emit needs a poll: the items come from the poll request's answer",
+                );
+            }
+            items.zip(key).map(|(items, key)| Emit { items, key })
+        }
+        Some(_) => {
+            p.add(
+                "trigger.emit",
+                "must be an object such as {\"items\": \"$.body.orders[*]\", \"key\": \"$.id\"}",
+            );
+            None
+        }
+    };
+    ScheduleTrigger { when, poll, emit }
+}
 
 #[derive(Debug, Clone)]
 pub struct Dedupe {
@@ -285,7 +438,7 @@ fn parse_trigger(v: &Value, flow_name: &str, p: &mut Problems) -> Trigger {
                 &["type", "every_s", "cron", "poll", "emit"],
                 p,
             );
-            Trigger::Schedule(obj.clone())
+            Trigger::Schedule(Box::new(parse_schedule(obj, p)))
         }
         Some(other) => {
             p.add(
@@ -663,6 +816,56 @@ mod tests {
                 "missing {want:?} in {got:#?}"
             );
         }
+    }
+
+    #[test]
+    fn parses_schedules_and_reports_their_problems() {
+        let f = parse_flow(&json!({"hookflow": 1, "name": "a", "trigger": {"type": "schedule", "cron": "*/5 * * * *",
+            "poll": {"url": "http://x"}, "emit": {"items": "$.body.orders[*]", "key": "$.id"}}}))
+        .unwrap();
+        let Trigger::Schedule(s) = &f.trigger else {
+            panic!()
+        };
+        assert_eq!(s.spec(), "cron */5 * * * *");
+        // 2026-01-01T00:01:00Z → the next five-minute mark.
+        let t = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:01:00Z")
+            .unwrap()
+            .timestamp_millis();
+        assert_eq!(s.next_after(t), Some(t + 4 * 60_000));
+        let every = parse_flow(
+            &json!({"hookflow": 1, "name": "a", "trigger": {"type": "schedule", "every_s": 30}}),
+        )
+        .unwrap();
+        let Trigger::Schedule(e) = &every.trigger else {
+            panic!()
+        };
+        assert_eq!(e.next_after(1_000), Some(31_000));
+
+        let got = issues(
+            json!({"hookflow": 1, "name": "a", "trigger": {"type": "schedule", "cron": "61 * * * *",
+            "emit": {"items": "body", "extra": 1}}}),
+        );
+        for want in [
+            "trigger.cron: '61 * * * *' is not a cron pattern",
+            "trigger.emit.extra: unknown field",
+            "trigger.emit.items: a JSONPath must start with '$'",
+            "trigger.emit.key: missing",
+            "trigger.emit: emit needs a poll",
+        ] {
+            assert!(
+                got.iter().any(|g| g.starts_with(want)),
+                "missing {want:?} in {got:#?}"
+            );
+        }
+        let got = issues(
+            json!({"hookflow": 1, "name": "a", "trigger": {"type": "schedule", "every_s": 0}}),
+        );
+        assert!(
+            got[0].starts_with("trigger.every_s: must be a whole number"),
+            "{got:?}"
+        );
+        let got = issues(json!({"hookflow": 1, "name": "a", "trigger": {"type": "schedule"}}));
+        assert!(got[0].starts_with("trigger: a schedule needs"), "{got:?}");
     }
 
     #[test]

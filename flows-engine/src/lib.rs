@@ -14,6 +14,6 @@ pub mod validate;
 
 pub use connector::{Connector, Dispatch, Registry, StepCx, StepExec, StepFailure, StepOutcome};
 pub use executor::{ExecError, RunInfo, RunOutcome, RunStatus, StepRecord, StepSink, StepStatus};
-pub use flow::{Flow, OnError, Respond, Step, Trigger, WebhookTrigger};
+pub use flow::{Flow, OnError, Respond, ScheduleTrigger, Step, Trigger, WebhookTrigger};
 pub use issue::Issue;
 pub use validate::{PreparedFlow, ValidateCx};

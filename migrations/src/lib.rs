@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m0001_initial;
 mod m0002_dedupe;
 mod m0003_auth;
+mod m0004_reliability;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0001_initial::Migration),
             Box::new(m0002_dedupe::Migration),
             Box::new(m0003_auth::Migration),
+            Box::new(m0004_reliability::Migration),
         ]
     }
 }

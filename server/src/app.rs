@@ -41,19 +41,28 @@ pub type AppState = Arc<App>;
 pub struct Running {
     pub addr: SocketAddr,
     pub app: AppState,
+    /// Workers and upkeep; they stop when `shutdown` is cancelled.
     tasks: JoinSet<()>,
+    /// The HTTP server, which outlives the workers so that ingress can answer 503 meanwhile.
+    http: tokio::task::JoinHandle<()>,
+    http_stop: CancellationToken,
 }
 
 impl Running {
-    /// Stop taking requests, let running work finish, and wait for everything to end.
-    pub async fn stop(mut self) {
+    /// Shut down gracefully (as on SIGTERM) and wait for everything to end.
+    pub async fn stop(self) {
         self.app.shutdown.cancel();
-        while self.tasks.join_next().await.is_some() {}
+        self.wait().await;
     }
 
-    /// Wait until the server stops (after `shutdown` is cancelled).
+    /// Wait until the server stops. Once `shutdown` is cancelled, webhooks are answered 503 with
+    /// `Retry-After` while running steps get the grace period and unfinished runs are handed
+    /// back to the queue; then the HTTP server closes.
     pub async fn wait(mut self) {
+        self.app.shutdown.cancelled().await;
         while self.tasks.join_next().await.is_some() {}
+        self.http_stop.cancel();
+        let _ = self.http.await;
     }
 }
 
@@ -97,10 +106,14 @@ pub async fn start(cfg: ServeArgs, listener: TcpListener) -> anyhow::Result<Runn
     let mut tasks = JoinSet::new();
     tasks.spawn(crate::worker::run_dispatcher(app.clone()));
     tasks.spawn(crate::delivery::run_deliveries(app.clone()));
+    tasks.spawn(crate::scheduler::run_scheduler(app.clone()));
+    tasks.spawn(crate::retention::run_retention(app.clone()));
+    tasks.spawn(crate::wakeups::listen(app.clone()));
     tasks.spawn(refresh_loop(app.clone()));
     let router = crate::http::router(app.clone());
-    let shutdown = app.shutdown.clone();
-    tasks.spawn(async move {
+    let http_stop = CancellationToken::new();
+    let shutdown = http_stop.clone();
+    let http = tokio::spawn(async move {
         let serve = axum::serve(
             listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
@@ -117,7 +130,13 @@ pub async fn start(cfg: ServeArgs, listener: TcpListener) -> anyhow::Result<Runn
             "no user exists yet: create the first one at http://{addr}/setup?token={token} (this link works once), or with `hookflow user add <name>`"
         );
     }
-    Ok(Running { addr, app, tasks })
+    Ok(Running {
+        addr,
+        app,
+        tasks,
+        http,
+        http_stop,
+    })
 }
 
 /// `hookflow serve`: run until SIGINT/SIGTERM.

@@ -95,6 +95,70 @@ pub struct ServeArgs {
     /// Serve `/metrics` without a token.
     #[arg(long, env = "HOOKFLOW_PUBLIC_METRICS", default_value_t = true, action = clap::ArgAction::Set)]
     pub public_metrics: bool,
+    #[command(flatten)]
+    pub reliability: ReliabilityArgs,
+}
+
+/// Leases, shutdown, per-flow limits and retention.
+#[derive(Debug, Clone, Args)]
+pub struct ReliabilityArgs {
+    /// How long a claimed run or delivery stays ours without a heartbeat, in milliseconds. A
+    /// process that dies leaves its work to others after this long. Short values are for tests.
+    #[arg(long, env = "HOOKFLOW_LEASE_MS", default_value_t = crate::worker::LEASE_MS, hide = true)]
+    pub lease_ms: i64,
+    /// On SIGTERM: how long running steps may take to finish before their runs are handed back
+    /// to the queue for other processes (`30s`, `2m`).
+    #[arg(long, env = "HOOKFLOW_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+    /// Most runs of one flow this process executes at once, so that one slow or busy flow
+    /// cannot take every worker. Default: three quarters of `--workers` (at least 1).
+    #[arg(long, env = "HOOKFLOW_FLOW_CONCURRENCY")]
+    pub flow_concurrency: Option<usize>,
+    /// Delete finished runs (with their steps, events and deliveries) older than this many days;
+    /// 0 keeps them forever.
+    #[arg(long, env = "HOOKFLOW_RETAIN_DAYS", default_value_t = 30)]
+    pub retain_days: u64,
+    /// Keep at most this many finished runs per flow (the newest); 0 means no limit.
+    #[arg(long, env = "HOOKFLOW_RETAIN_RUNS", default_value_t = 10_000)]
+    pub retain_runs: u64,
+    /// Which finished runs keep their step inputs and outputs: `all`, `errors` (failed runs
+    /// only) or `none`. Statuses, errors and timings are always kept.
+    #[arg(long, env = "HOOKFLOW_SAVE_STEPS", value_enum, default_value = "all")]
+    pub save_steps: SaveSteps,
+    /// How often retention runs (`1m`).
+    #[arg(long, env = "HOOKFLOW_RETENTION_INTERVAL", default_value = "1m", value_parser = parse_duration, hide = true)]
+    pub retention_interval: Duration,
+}
+
+/// Which finished runs keep their step payloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SaveSteps {
+    All,
+    Errors,
+    None,
+}
+
+impl ReliabilityArgs {
+    /// The per-flow cap for a process with `workers` workers.
+    pub fn flow_cap(&self, workers: usize) -> usize {
+        self.flow_concurrency
+            .unwrap_or(workers.max(1) * 3 / 4)
+            .clamp(1, workers.max(1))
+    }
+}
+
+impl Default for ReliabilityArgs {
+    fn default() -> Self {
+        Self {
+            lease_ms: crate::worker::LEASE_MS,
+            shutdown_grace: Duration::from_secs(30),
+            flow_concurrency: None,
+            retain_days: 30,
+            retain_runs: 10_000,
+            save_steps: SaveSteps::All,
+            retention_interval: Duration::from_secs(60),
+        }
+    }
 }
 
 /// A delivery retry schedule: the wait before each attempt.
@@ -150,6 +214,7 @@ impl ServeArgs {
             delivery_schedule: parse_schedule("0s,5s,5m,30m,2h,5h,10h,10h")
                 .expect("valid schedule"),
             public_metrics: true,
+            reliability: ReliabilityArgs::default(),
         }
     }
 }

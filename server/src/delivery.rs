@@ -2,7 +2,11 @@
 //! every attempt, and reschedules failures on the delivery schedule until they succeed or it
 //! runs out (then the delivery is `failed` and can be redelivered by hand).
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use flows_engine::{secrets::RunSecrets, template::Template};
 use rand::Rng;
@@ -13,15 +17,55 @@ use crate::{
     store::{deliveries::AttemptResult, entities::deliveries, now_ms},
 };
 
-const LEASE_MS: i64 = 60_000;
 const TIMEOUT: Duration = Duration::from_secs(15);
 /// Most response body kept per attempt, for looking at.
 const KEEP_RESPONSE: usize = 4096;
 const CONCURRENCY: usize = 16;
+/// A receiver's `Retry-After` is honoured up to this long.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// Deliveries this process is sending: their leases are extended while they are in flight and
+/// given up on shutdown.
+#[derive(Clone, Default)]
+struct InFlight(Arc<Mutex<HashSet<String>>>);
+
+impl InFlight {
+    fn ids(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .expect("in-flight lock")
+            .iter()
+            .cloned()
+            .collect()
+    }
+    fn add(&self, id: &str) {
+        self.0
+            .lock()
+            .expect("in-flight lock")
+            .insert(id.to_string());
+    }
+    fn remove(&self, id: &str) {
+        self.0.lock().expect("in-flight lock").remove(id);
+    }
+}
 
 pub async fn run_deliveries(app: AppState) {
+    let lease_ms = app.cfg.reliability.lease_ms;
     let slots = Arc::new(Semaphore::new(CONCURRENCY));
     let mut running = JoinSet::new();
+    let in_flight = InFlight::default();
+    let heartbeat = {
+        let (store, in_flight) = (app.store.clone(), in_flight.clone());
+        let every = Duration::from_millis((lease_ms / 3).max(10) as u64);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(e) = store.heartbeat_deliveries(&in_flight.ids(), lease_ms).await {
+                    tracing::warn!(error = %e, "delivery lease heartbeat failed");
+                }
+            }
+        })
+    };
     loop {
         if app.shutdown.is_cancelled() {
             break;
@@ -31,7 +75,7 @@ pub async fn run_deliveries(app: AppState) {
             Vec::new()
         } else {
             app.store
-                .claim_deliveries(free, LEASE_MS)
+                .claim_deliveries(free, lease_ms)
                 .await
                 .unwrap_or_else(|e| {
                     tracing::warn!(error = %e, "could not claim deliveries");
@@ -45,8 +89,12 @@ pub async fn run_deliveries(app: AppState) {
                 .try_acquire_owned()
                 .expect("counted free slots");
             let app = app.clone();
+            let in_flight = in_flight.clone();
+            in_flight.add(&d.id);
             running.spawn(async move {
+                let id = d.id.clone();
                 send(&app, d).await;
+                in_flight.remove(&id);
                 drop(permit);
             });
         }
@@ -63,7 +111,20 @@ pub async fn run_deliveries(app: AppState) {
             }
         }
     }
+    // Sends in flight get the grace period; the rest are left for other processes.
+    let deadline = tokio::time::Instant::now() + app.cfg.reliability.shutdown_grace;
+    while !running.is_empty() {
+        tokio::select! {
+            _ = running.join_next() => {}
+            _ = tokio::time::sleep_until(deadline) => break,
+        }
+    }
+    running.abort_all();
     while running.join_next().await.is_some() {}
+    heartbeat.abort();
+    if let Err(e) = app.store.release_deliveries(&in_flight.ids()).await {
+        tracing::error!(error = %e, "could not release deliveries; they are retried when their lease expires");
+    }
 }
 
 /// One attempt of one delivery.
@@ -71,9 +132,9 @@ async fn send(app: &App, d: deliveries::Model) {
     let started = std::time::Instant::now();
     let outcome = attempt(app, &d).await;
     let duration_ms = started.elapsed().as_millis() as i64;
-    let (status, body, error) = match outcome {
-        Ok((s, b)) => (Some(s), Some(b), None),
-        Err((s, e)) => (s, None, Some(e)),
+    let (status, body, error, retry_after) = match outcome {
+        Ok(a) => (Some(a.status), Some(a.body), None, a.retry_after),
+        Err((s, e)) => (s, None, Some(e), None),
     };
     let succeeded = error.is_none() && status.is_some_and(|s| (200..300).contains(&s));
     let error = error
@@ -87,7 +148,12 @@ async fn send(app: &App, d: deliveries::Model) {
     let next = if succeeded || gone || denied {
         None
     } else {
-        next_attempt(&app.cfg.delivery_schedule.0, d.attempts as usize + 1)
+        next_delay(
+            &app.cfg.delivery_schedule.0,
+            d.attempts as usize + 1,
+            retry_after,
+        )
+        .map(|delay| now_ms() + delay.as_millis() as i64)
     };
     metrics::counter!("hookflow_deliveries_total", "status" => if succeeded { "succeeded" } else if next.is_some() { "retrying" } else { "failed" })
         .increment(1);
@@ -104,15 +170,33 @@ async fn send(app: &App, d: deliveries::Model) {
     }
 }
 
-/// When attempt number `done + 1` is due, with ±20 % jitter; `None` when the schedule is spent.
-fn next_attempt(schedule: &[Duration], done: usize) -> Option<i64> {
+/// The wait before attempt number `done + 1`: the schedule's delay with ±20 % jitter, or longer
+/// when the receiver asked for it with `Retry-After` (capped at an hour); `None` when the schedule
+/// is spent. The same rules as an http step's `retry` (exponential there, a list here).
+fn next_delay(
+    schedule: &[Duration],
+    done: usize,
+    retry_after: Option<Duration>,
+) -> Option<Duration> {
     let delay = schedule.get(done)?;
     let jitter = rand::rng().random_range(0.8..=1.2);
-    Some(now_ms() + (delay.as_millis() as f64 * jitter) as i64)
+    let planned = Duration::from_millis((delay.as_millis() as f64 * jitter) as u64);
+    Some(match retry_after {
+        Some(ra) => planned.max(ra.min(MAX_RETRY_AFTER)),
+        None => planned,
+    })
 }
 
-/// Send the request: `Ok((status, body))` when an answer came, `Err((status, error))` otherwise.
-async fn attempt(app: &App, d: &deliveries::Model) -> Result<(i32, String), (Option<i32>, String)> {
+/// An answer from the receiver.
+struct Answer {
+    status: i32,
+    body: String,
+    /// Asked for on 429 and 503 only.
+    retry_after: Option<Duration>,
+}
+
+/// Send the request: `Ok` when an answer came, `Err((status, error))` otherwise.
+async fn attempt(app: &App, d: &deliveries::Model) -> Result<Answer, (Option<i32>, String)> {
     // IP-literal hosts never reach the guarded resolver, so every target is checked here too.
     let url = connectors::egress::check_target(&d.url, app.cfg.allow_private_targets)
         .map_err(|e| (None, format!("egress denied: {e}")))?;
@@ -146,6 +230,10 @@ async fn attempt(app: &App, d: &deliveries::Model) -> Result<(i32, String), (Opt
             }
         })?;
     let status = resp.status().as_u16() as i32;
+    let retry_after = [429, 503]
+        .contains(&status)
+        .then(|| connectors::http::retry_after(resp.headers()))
+        .flatten();
     let body = connectors::http::read_capped(resp, 1024 * 1024)
         .await
         .unwrap_or_default();
@@ -157,7 +245,11 @@ async fn attempt(app: &App, d: &deliveries::Model) -> Result<(i32, String), (Opt
             .unwrap_or(0);
         text.truncate(cut);
     }
-    Ok((status, text))
+    Ok(Answer {
+        status,
+        body: text,
+        retry_after,
+    })
 }
 
 /// Render a stored secret template (`{{ secrets.NAME }}` or a literal) with secrets only.
@@ -194,8 +286,30 @@ mod tests {
     #[test]
     fn schedule_runs_out() {
         let s = [Duration::ZERO, Duration::from_secs(5)];
-        let t = next_attempt(&s, 1).unwrap() - now_ms();
-        assert!((3_900..=6_100).contains(&t), "{t}");
-        assert!(next_attempt(&s, 2).is_none());
+        let t = next_delay(&s, 1, None).unwrap().as_millis();
+        assert!((4_000..=6_000).contains(&t), "{t}");
+        assert!(next_delay(&s, 2, None).is_none());
+    }
+
+    #[test]
+    fn retry_after_lengthens_the_wait_but_is_capped() {
+        let s = [
+            Duration::ZERO,
+            Duration::from_secs(5),
+            Duration::from_secs(5),
+        ];
+        let ra = Some(Duration::from_secs(120));
+        assert_eq!(next_delay(&s, 1, ra), Some(Duration::from_secs(120)));
+        let short = next_delay(&s, 1, Some(Duration::from_secs(1))).unwrap();
+        assert!(
+            short >= Duration::from_secs(4),
+            "a shorter Retry-After does not hurry the schedule"
+        );
+        let huge = Some(Duration::from_secs(86_400));
+        assert_eq!(next_delay(&s, 1, huge), Some(MAX_RETRY_AFTER));
+        assert!(
+            next_delay(&s, 3, ra).is_none(),
+            "Retry-After does not extend a spent schedule"
+        );
     }
 }

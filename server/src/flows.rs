@@ -104,11 +104,8 @@ pub async fn validate_set(app: &App, docs: &[(String, Value)]) -> Result<Vec<Pre
                 format!("flow '{}' appears twice (also at {other})", p.name()),
             ));
         }
-        if matches!(p.flow.trigger, Trigger::Schedule(_)) {
-            issues.push(Issue::new(
-                join_path(at, "trigger.type"),
-                "schedule triggers are not available in this version; use a webhook or manual trigger",
-            ));
+        if let Trigger::Schedule(sched) = &p.flow.trigger {
+            issues.extend(crate::scheduler::validate(app, sched, at, &exists));
         }
         if let Trigger::Webhook(w) = &p.flow.trigger {
             if let Some(Err(found)) = w.verify.as_ref().map(connectors::verify::Verifier::prepare) {

@@ -11,10 +11,13 @@ pub mod flows;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod retention;
+pub mod scheduler;
 pub mod rundiff;
 pub mod store;
 pub mod ui;
 pub mod waiters;
+pub mod wakeups;
 pub mod worker;
 
 pub use app::{App, run, start};

@@ -2,7 +2,7 @@
 //! step as it finishes, and mark the run done. A run whose worker died is claimed again when its
 //! lease expires and resumes after its last recorded step.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{collections::HashMap, time::Duration};
 
 use async_trait::async_trait;
 use flows_engine::{
@@ -14,7 +14,7 @@ use flows_engine::{
 };
 use sea_orm::Set;
 use serde_json::Value;
-use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 
 use crate::{
     app::{App, AppState},
@@ -24,88 +24,155 @@ use crate::{
         deliveries::delivery_json,
         entities::{deliveries, runs},
         now_ms,
+        queue::{DELIVERIES_CHANNEL, FlowBudget},
         runs::step_record,
     },
 };
 
-/// How long a claimed run is ours without a heartbeat.
+/// How long a claimed run is ours without a heartbeat (default of `--lease-ms`).
 pub const LEASE_MS: i64 = 30_000;
-const HEARTBEAT: Duration = Duration::from_secs(10);
-/// Fallback poll when no wake-up arrives (e.g. work queued by another process).
+/// Fallback poll when no wake-up arrives (a lost `NOTIFY`, a lease that expired elsewhere).
 const POLL: Duration = Duration::from_secs(1);
+/// Most runs claimed in one statement.
+const MAX_CLAIM: usize = 64;
 
-/// Claim and execute runs until shutdown; at most `workers` at once.
+/// Claim and execute runs until shutdown: at most `--workers` at once, and at most the per-flow
+/// cap of any one flow, so that a slow flow cannot occupy every worker. On shutdown, running
+/// runs get the grace period to finish; the rest are handed back to the queue.
 pub async fn run_dispatcher(app: AppState) {
-    let slots = Arc::new(Semaphore::new(app.cfg.workers.max(1)));
-    let mut running = tokio::task::JoinSet::new();
+    let workers = app.cfg.workers.max(1);
+    let lease_ms = app.cfg.reliability.lease_ms;
+    let mut budget = FlowBudget::new(app.cfg.reliability.flow_cap(workers));
+    let mut running: JoinSet<()> = JoinSet::new();
+    let mut flows: HashMap<tokio::task::Id, String> = HashMap::new();
     loop {
-        let first = tokio::select! {
+        while let Some(res) = running.try_join_next_with_id() {
+            settle(res, &mut flows, &mut budget);
+        }
+        let free = workers.saturating_sub(running.len());
+        let mut claimed_all = false;
+        if free > 0 {
+            let want = free.min(MAX_CLAIM);
+            match app
+                .store
+                .claim_runs(&app.worker_id, want as u64, lease_ms, &budget)
+                .await
+            {
+                Ok(claimed) => {
+                    claimed_all = claimed.len() == want;
+                    for run in claimed {
+                        budget.take(&run.flow);
+                        let app = app.clone();
+                        let flow = run.flow.clone();
+                        let handle = running.spawn(async move { execute_claimed(&app, run).await });
+                        flows.insert(handle.id(), flow);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not claim runs"),
+            }
+        }
+        if claimed_all && running.len() < workers {
+            continue; // there may be more waiting
+        }
+        tokio::select! {
             _ = app.shutdown.cancelled() => break,
-            p = slots.clone().acquire_owned() => p.expect("semaphore open"),
-        };
-        let want = 1 + slots.available_permits() as u64;
-        let claimed = match app
-            .store
-            .claim_runs(&app.worker_id, want.min(64), LEASE_MS)
-            .await
-        {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not claim runs");
-                Vec::new()
-            }
-        };
-        if claimed.is_empty() {
-            drop(first);
-            tokio::select! {
-                _ = app.shutdown.cancelled() => break,
-                _ = app.wake_runs.notified() => {}
-                _ = tokio::time::sleep(POLL) => {}
-            }
-            continue;
+            Some(res) = running.join_next_with_id(), if !running.is_empty() => settle(res, &mut flows, &mut budget),
+            _ = app.wake_runs.notified(), if running.len() < workers => {}
+            _ = tokio::time::sleep(POLL) => {}
         }
-        let mut permits = vec![first];
-        for _ in 1..claimed.len() {
-            permits.push(
-                slots
-                    .clone()
-                    .try_acquire_owned()
-                    .expect("counted free slots"),
-            );
-        }
-        for (run, permit) in claimed.into_iter().zip(permits) {
-            let app = app.clone();
-            running.spawn(async move {
-                execute_claimed(&app, run).await;
-                drop(permit);
-            });
-        }
-        // Reap finished tasks so the set does not grow.
-        while running.try_join_next().is_some() {}
     }
-    // Let running steps finish; their runs are recorded as usual.
-    while running.join_next().await.is_some() {}
+    drain(&app, running).await;
 }
 
-/// Execute one claimed run to its end (or until its lease is lost).
-pub async fn execute_claimed(app: &App, run: runs::Model) {
-    let id = run.id.clone();
-    let heartbeat = {
+/// A run task ended: its flow has room again.
+fn settle(
+    res: Result<(tokio::task::Id, ()), tokio::task::JoinError>,
+    flows: &mut HashMap<tokio::task::Id, String>,
+    budget: &mut FlowBudget,
+) {
+    let id = match res {
+        Ok((id, ())) => id,
+        Err(e) => {
+            if e.is_panic() {
+                tracing::error!(error = %e, "a run task panicked; the run resumes after its lease");
+            }
+            e.id()
+        }
+    };
+    if let Some(flow) = flows.remove(&id) {
+        budget.put_back(&flow);
+    }
+}
+
+/// Shutdown: give running runs the grace period, then stop them and hand back every run this
+/// process still holds, so other processes resume them now rather than after the lease.
+async fn drain(app: &App, mut running: JoinSet<()>) {
+    let grace = app.cfg.reliability.shutdown_grace;
+    if !running.is_empty() {
+        tracing::info!(
+            runs = running.len(),
+            grace_s = grace.as_secs_f64(),
+            "waiting for running runs to finish"
+        );
+    }
+    let deadline = tokio::time::Instant::now() + grace;
+    while !running.is_empty() {
+        tokio::select! {
+            _ = running.join_next() => {}
+            _ = tokio::time::sleep_until(deadline) => break,
+        }
+    }
+    if !running.is_empty() {
+        tracing::warn!(
+            runs = running.len(),
+            "grace period over; unfinished runs go back to the queue"
+        );
+        running.abort_all();
+        while running.join_next().await.is_some() {}
+    }
+    match app.store.release_runs_of(&app.worker_id).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(runs = n, "handed runs back to the queue"),
+        Err(e) => {
+            tracing::error!(error = %e, "could not hand runs back; they resume when their lease expires")
+        }
+    }
+}
+
+/// Extends a lease until dropped (also when the task holding it is aborted).
+struct Heartbeat(tokio::task::JoinHandle<()>);
+
+impl Heartbeat {
+    fn start(app: &App, run_id: &str) -> Heartbeat {
+        let lease_ms = app.cfg.reliability.lease_ms;
+        let every = Duration::from_millis((lease_ms / 3).max(10) as u64);
         let store = app.store.clone();
-        let (id, worker) = (id.clone(), app.worker_id.clone());
-        tokio::spawn(async move {
+        let (id, worker) = (run_id.to_string(), app.worker_id.clone());
+        Heartbeat(tokio::spawn(async move {
             loop {
-                tokio::time::sleep(HEARTBEAT).await;
-                match store.heartbeat_run(&id, &worker, LEASE_MS).await {
+                tokio::time::sleep(every).await;
+                match store.heartbeat_run(&id, &worker, lease_ms).await {
                     Ok(true) => {}
                     Ok(false) => return,
                     Err(e) => tracing::warn!(run = %id, error = %e, "lease heartbeat failed"),
                 }
             }
-        })
-    };
+        }))
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Execute one claimed run to its end (or until its lease is lost).
+pub async fn execute_claimed(app: &App, run: runs::Model) {
+    let id = run.id.clone();
+    let heartbeat = Heartbeat::start(app, &id);
     let result = execute_run(app, &run).await;
-    heartbeat.abort();
+    drop(heartbeat);
     match result {
         Ok((status, error, output)) => {
             let output = serde_json::to_string(&output).ok();
@@ -153,6 +220,9 @@ async fn execute_run(
         .run_steps(&run.id)
         .await?
         .iter()
+        // A finished step whose payloads were not saved (`--save-steps`) cannot feed the steps
+        // after it, so it runs again.
+        .filter(|s| !(s.status == "succeeded" && s.output.is_none()))
         .filter_map(step_record)
         .collect();
     let secrets: HashMap<String, String> = if flow.secret_refs().is_empty() {
@@ -287,16 +357,14 @@ impl Dispatch for StoreDispatch<'_> {
             .await
             .map_err(|e| e.to_string())?;
         self.app.wake_deliveries.notify_one();
+        self.app.store.notify(DELIVERIES_CHANNEL).await;
         Ok(id)
     }
 
     async fn await_delivery(&self, delivery_id: &str) -> Result<Value, String> {
+        // On shutdown the wait goes on through the grace period; after it the run is handed
+        // back and the step waits again wherever the run resumes.
         loop {
-            if self.app.shutdown.is_cancelled() {
-                return Err(format!(
-                    "stopped waiting for delivery {delivery_id}: hookflow is shutting down; retry the run to wait again"
-                ));
-            }
             let d = self
                 .app
                 .store

@@ -14,6 +14,7 @@ pub mod flows;
 pub mod inbox;
 pub mod queue;
 pub mod runs;
+pub mod schedules;
 pub mod secrets;
 pub mod tokens;
 pub mod users;

@@ -2,7 +2,9 @@
 //! their worker died) in one statement; on PostgreSQL `FOR UPDATE SKIP LOCKED` lets many
 //! processes claim concurrently without taking the same row.
 
-use sea_orm::{ConnectionTrait, FromQueryResult};
+use std::collections::HashMap;
+
+use sea_orm::{ConnectionTrait, FromQueryResult, Value as DbValue};
 
 use super::{
     Store,
@@ -10,6 +12,61 @@ use super::{
     now_ms,
 };
 use crate::error::Error;
+
+/// `NOTIFY` channel: runs were queued or released.
+pub const RUNS_CHANNEL: &str = "hookflow_runs";
+/// `NOTIFY` channel: deliveries were queued or released.
+pub const DELIVERIES_CHANNEL: &str = "hookflow_deliveries";
+
+/// How many more runs of each flow this process may take: `cap` minus those it is running.
+#[derive(Debug, Default, Clone)]
+pub struct FlowBudget {
+    pub cap: usize,
+    pub running: HashMap<String, usize>,
+}
+
+impl FlowBudget {
+    pub fn new(cap: usize) -> Self {
+        Self {
+            cap: cap.max(1),
+            running: HashMap::new(),
+        }
+    }
+
+    pub fn room(&self, flow: &str) -> usize {
+        self.cap
+            .saturating_sub(self.running.get(flow).copied().unwrap_or(0))
+    }
+
+    pub fn take(&mut self, flow: &str) {
+        *self.running.entry(flow.to_string()).or_default() += 1;
+    }
+
+    pub fn put_back(&mut self, flow: &str) {
+        if let Some(n) = self.running.get_mut(flow) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.running.remove(flow);
+            }
+        }
+    }
+
+    /// Flows at their cap.
+    fn full(&self) -> impl Iterator<Item = &str> {
+        self.running
+            .keys()
+            .filter(|f| self.room(f) == 0)
+            .map(String::as_str)
+    }
+
+    /// Flows with some runs going and room for more, with that room.
+    fn partial(&self) -> impl Iterator<Item = (&str, usize)> {
+        self.running
+            .keys()
+            .map(|f| (f.as_str(), self.room(f)))
+            .filter(|(_, room)| *room > 0)
+    }
+}
 
 impl Store {
     fn skip_locked(&self) -> &'static str {
@@ -20,31 +77,137 @@ impl Store {
         }
     }
 
-    /// Claim up to `limit` runs for `worker`, leased for `lease_ms`.
+    /// Claim up to `limit` runs for `worker`, leased for `lease_ms`, oldest first, taking at
+    /// most `budget.room(flow)` runs of any one flow (the per-flow concurrency limit).
     pub async fn claim_runs(
         &self,
         worker: &str,
         limit: u64,
         lease_ms: i64,
+        budget: &FlowBudget,
     ) -> Result<Vec<runs::Model>, Error> {
         let now = now_ms();
+        let mut values: Vec<DbValue> = vec![
+            worker.into(),
+            (now + lease_ms).into(),
+            now.into(),
+            (limit as i64).into(),
+            // The window ranked per flow: enough to find other flows behind a busy one.
+            (limit as i64 * 4 + 16).into(),
+            (budget.cap as i64).into(),
+        ];
+        let mut param = |v: DbValue| {
+            values.push(v);
+            format!("${}", values.len())
+        };
+        let full: Vec<String> = budget.full().map(|f| param(f.to_string().into())).collect();
+        let not_full = if full.is_empty() {
+            String::new()
+        } else {
+            format!(" AND flow NOT IN ({})", full.join(", "))
+        };
+        let partial: Vec<String> = budget
+            .partial()
+            .map(|(f, room)| {
+                format!(
+                    " WHEN {} THEN {}",
+                    param(f.to_string().into()),
+                    param((room as i64).into())
+                )
+            })
+            .collect();
+        let room = if partial.is_empty() {
+            "$6".to_string()
+        } else {
+            format!("CASE ranked.flow{} ELSE $6 END", partial.concat())
+        };
+        let ready = "((status = 'queued' AND available_at <= $3) OR (status = 'running' AND lease_until < $3))";
         let sql = format!(
             "UPDATE runs SET status = 'running', worker = $1, lease_until = $2, started_at = COALESCE(started_at, $3) \
-             WHERE id IN (SELECT id FROM runs \
-               WHERE (status = 'queued' AND available_at <= $3) OR (status = 'running' AND lease_until < $3) \
-               ORDER BY available_at, id LIMIT $4{}) RETURNING *",
+             WHERE id IN (SELECT id FROM runs WHERE {ready} AND id IN (\
+               SELECT ranked.id FROM (\
+                 SELECT head.id, head.flow, ROW_NUMBER() OVER (PARTITION BY head.flow ORDER BY head.available_at, head.id) AS rn \
+                 FROM (SELECT id, flow, available_at FROM runs WHERE {ready}{not_full} ORDER BY available_at, id LIMIT $5) head\
+               ) ranked WHERE ranked.rn <= {room}) \
+             ORDER BY available_at, id LIMIT $4{}) RETURNING *",
             self.skip_locked()
         );
-        let stmt = self.stmt(
-            &sql,
-            vec![
-                worker.into(),
-                (now + lease_ms).into(),
-                now.into(),
-                (limit as i64).into(),
-            ],
-        );
+        let stmt = self.stmt(&sql, values);
         Ok(runs::Model::find_by_statement(stmt).all(&self.db).await?)
+    }
+
+    /// Extend the leases of every run `worker` holds (one statement for all of them).
+    pub async fn heartbeat_runs(&self, worker: &str, lease_ms: i64) -> Result<u64, Error> {
+        let stmt = self.stmt(
+            "UPDATE runs SET lease_until = $1 WHERE worker = $2 AND status = 'running'",
+            vec![(now_ms() + lease_ms).into(), worker.into()],
+        );
+        Ok(self.db.execute_raw(stmt).await?.rows_affected())
+    }
+
+    /// Hand every run `worker` still holds back to the queue (graceful shutdown): another
+    /// process resumes each after its last recorded step, without waiting for the lease.
+    pub async fn release_runs_of(&self, worker: &str) -> Result<u64, Error> {
+        let stmt = self.stmt(
+            "UPDATE runs SET status = 'queued', worker = NULL, lease_until = NULL WHERE worker = $1 AND status = 'running'",
+            vec![worker.into()],
+        );
+        let n = self.db.execute_raw(stmt).await?.rows_affected();
+        if n > 0 {
+            self.notify(RUNS_CHANNEL).await;
+        }
+        Ok(n)
+    }
+
+    /// Extend the leases of deliveries being sent.
+    pub async fn heartbeat_deliveries(&self, ids: &[String], lease_ms: i64) -> Result<(), Error> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut values: Vec<DbValue> = vec![(now_ms() + lease_ms).into()];
+        let list: Vec<String> = ids
+            .iter()
+            .map(|id| {
+                values.push(id.clone().into());
+                format!("${}", values.len())
+            })
+            .collect();
+        let stmt = self.stmt(
+            &format!(
+                "UPDATE deliveries SET lease_until = $1 WHERE status = 'pending' AND lease_until IS NOT NULL AND id IN ({})",
+                list.join(", ")
+            ),
+            values,
+        );
+        self.db.execute_raw(stmt).await?;
+        Ok(())
+    }
+
+    /// Give up the leases of deliveries this process will not send (shutdown).
+    pub async fn release_deliveries(&self, ids: &[String]) -> Result<(), Error> {
+        for id in ids {
+            let stmt = self.stmt(
+                "UPDATE deliveries SET lease_until = NULL WHERE id = $1 AND status = 'pending'",
+                vec![id.clone().into()],
+            );
+            self.db.execute_raw(stmt).await?;
+        }
+        if !ids.is_empty() {
+            self.notify(DELIVERIES_CHANNEL).await;
+        }
+        Ok(())
+    }
+
+    /// Wake the workers of every process (PostgreSQL `NOTIFY`); SQLite has one process, which
+    /// wakes itself in memory. Best effort: polling covers a lost notification.
+    pub async fn notify(&self, channel: &str) {
+        if !self.is_postgres() {
+            return;
+        }
+        let stmt = self.stmt("SELECT pg_notify($1, '')", vec![channel.into()]);
+        if let Err(e) = self.db.execute_raw(stmt).await {
+            tracing::debug!(error = %e, channel, "NOTIFY failed; other processes will poll");
+        }
     }
 
     /// Extend the lease of runs this worker still holds.

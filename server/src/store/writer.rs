@@ -35,6 +35,8 @@ pub enum Accepted {
 
 struct Job {
     item: NewRun,
+    /// A schedule item key: the run is queued only if the flow has not seen this item before.
+    seen: Option<String>,
     done: oneshot::Sender<Result<Accepted, String>>,
 }
 
@@ -64,9 +66,19 @@ impl Writer {
 
     /// Queue `item` and wait until it is committed.
     pub async fn submit(&self, item: NewRun) -> Result<Accepted, Error> {
+        self.send(item, None).await
+    }
+
+    /// Queue `item` unless its flow already emitted the schedule item `key` (remembered in the
+    /// same transaction, so each item starts exactly one run).
+    pub async fn submit_item(&self, item: NewRun, key: String) -> Result<Accepted, Error> {
+        self.send(item, Some(key)).await
+    }
+
+    async fn send(&self, item: NewRun, seen: Option<String>) -> Result<Accepted, Error> {
         let (done, wait) = oneshot::channel();
         self.tx
-            .send(Job { item, done })
+            .send(Job { item, seen, done })
             .await
             .map_err(|_| Error::Unavailable("the writer has stopped".into()))?;
         match wait.await {
@@ -80,7 +92,8 @@ impl Writer {
 }
 
 async fn write_batch(store: &Store, batch: &mut Vec<Job>) {
-    let items: Vec<&NewRun> = batch.iter().map(|j| &j.item).collect();
+    let items: Vec<(&NewRun, Option<&str>)> =
+        batch.iter().map(|j| (&j.item, j.seen.as_deref())).collect();
     match insert_all(store, &items).await {
         Ok(results) => {
             for (job, res) in batch.drain(..).zip(results) {
@@ -91,7 +104,7 @@ async fn write_batch(store: &Store, batch: &mut Vec<Job>) {
             // One bad row must not fail its neighbours: retry them one by one.
             tracing::debug!(error = %e, size = batch.len(), "batch insert failed; retrying rows singly");
             for job in batch.drain(..) {
-                let res = insert_all(store, &[&job.item])
+                let res = insert_all(store, &[(&job.item, job.seen.as_deref())])
                     .await
                     .map(|mut r| r.remove(0))
                     .map_err(|e| e.to_string());
@@ -106,21 +119,28 @@ async fn write_batch(store: &Store, batch: &mut Vec<Job>) {
     }
 }
 
-async fn insert_all(store: &Store, items: &[&NewRun]) -> Result<Vec<Accepted>, DbErr> {
+async fn insert_all(
+    store: &Store,
+    items: &[(&NewRun, Option<&str>)],
+) -> Result<Vec<Accepted>, DbErr> {
     let txn = store.db.begin().await?;
     let mut results = Vec::with_capacity(items.len());
-    for item in items {
-        results.push(match &item.dedupe {
+    for (item, seen) in items {
+        let mut res = match &item.dedupe {
             Some((key, expires_at)) => claim_key(store, &txn, item, key, *expires_at).await?,
             None => Accepted::Queued,
-        });
+        };
+        if let (Accepted::Queued, Some(key)) = (&res, seen) {
+            res = remember_item(store, &txn, item, key).await?;
+        }
+        results.push(res);
     }
     let fresh = || {
         items
             .iter()
             .zip(&results)
             .filter(|(_, r)| **r == Accepted::Queued)
-            .map(|(i, _)| *i)
+            .map(|((i, _), _)| *i)
     };
     let evs: Vec<events::ActiveModel> = fresh().filter_map(|i| i.event.clone()).collect();
     if !evs.is_empty() {
@@ -133,6 +153,14 @@ async fn insert_all(store: &Store, items: &[&NewRun]) -> Result<Vec<Accepted>, D
         runs::Entity::insert_many(rs)
             .exec_without_returning(&txn)
             .await?;
+        if store.is_postgres() {
+            // Delivered to every listening process when (and only if) this commits.
+            txn.execute_raw(store.stmt(
+                "SELECT pg_notify($1, '')",
+                vec![super::queue::RUNS_CHANNEL.into()],
+            ))
+            .await?;
+        }
     }
     txn.commit().await?;
     Ok(results)
@@ -164,6 +192,41 @@ async fn claim_key(
     }
     let stmt = store.stmt(
         "SELECT run_id FROM dedupe_keys WHERE flow = $1 AND key = $2",
+        vec![flow.into(), key.into()],
+    );
+    let existing = Existing::find_by_statement(stmt).one(txn).await?;
+    Ok(Accepted::Duplicate {
+        run_id: existing.map(|e| e.run_id).unwrap_or_default(),
+    })
+}
+
+/// Remember a schedule item for the run's flow; `Duplicate` (with the first run) if already seen.
+async fn remember_item(
+    store: &Store,
+    txn: &DatabaseTransaction,
+    item: &NewRun,
+    key: &str,
+) -> Result<Accepted, DbErr> {
+    let flow = active_string(&item.run.flow);
+    let stmt = store.stmt(
+        "INSERT INTO schedule_items (flow, key, run_id, seen_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (flow, key) DO NOTHING",
+        vec![
+            flow.clone().into(),
+            key.into(),
+            active_string(&item.run.id).into(),
+            now_ms().into(),
+        ],
+    );
+    if txn.execute_raw(stmt).await?.rows_affected() > 0 {
+        return Ok(Accepted::Queued);
+    }
+    #[derive(FromQueryResult)]
+    struct Existing {
+        run_id: String,
+    }
+    let stmt = store.stmt(
+        "SELECT run_id FROM schedule_items WHERE flow = $1 AND key = $2",
         vec![flow.into(), key.into()],
     );
     let existing = Existing::find_by_statement(stmt).one(txn).await?;

@@ -7,6 +7,8 @@ mod deliveries;
 mod flows_api;
 mod ingress;
 mod official;
+mod reliability;
+mod procs;
 mod runs;
 mod security;
 mod steps;

@@ -1,0 +1,300 @@
+//! Retention: delete finished runs (with their steps, events and deliveries) by age and by count
+//! per flow, drop step payloads that `--save-steps` says not to keep, and forget expired dedupe
+//! keys and old inbox requests. Work is done in small batches, each its own short transaction,
+//! so that pruning never holds the database (and with it webhook ingress) for long.
+
+use std::time::Duration;
+
+use sea_orm::{ConnectionTrait, FromQueryResult, TransactionTrait, Value as DbValue};
+
+use crate::{
+    app::{App, AppState},
+    config::SaveSteps,
+    error::Error,
+    store::{Store, now_ms},
+};
+
+/// Rows per transaction.
+const BATCH: usize = 500;
+/// Pause between batches, so that ingress commits get their turn.
+const BREATHE: Duration = Duration::from_millis(20);
+/// Payloads stay this long after a run ends: a caller waiting for the result (`respond: result`,
+/// `?wait=true`) reads them right then.
+const PAYLOAD_GRACE_MS: i64 = 5_000;
+/// Requests kept per inbox.
+const INBOX_KEEP: u64 = 1_000;
+
+/// What one pass removed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Pruned {
+    pub runs: u64,
+    pub payloads: u64,
+    pub dedupe_keys: u64,
+    pub inbox: u64,
+}
+
+/// Prune every `--retention-interval` until shutdown.
+pub async fn run_retention(app: AppState) {
+    let mut watermark = 0;
+    let every = app.cfg.reliability.retention_interval;
+    loop {
+        tokio::select! {
+            _ = app.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        match prune(&app, &mut watermark).await {
+            Ok(p) => {
+                for (what, n) in [
+                    ("runs", p.runs),
+                    ("payloads", p.payloads),
+                    ("dedupe_keys", p.dedupe_keys),
+                    ("inbox", p.inbox),
+                ] {
+                    if n > 0 {
+                        metrics::counter!("hookflow_retention_deleted_total", "what" => what)
+                            .increment(n);
+                    }
+                }
+                if p != Pruned::default() {
+                    tracing::info!(
+                        runs = p.runs,
+                        payloads = p.payloads,
+                        dedupe_keys = p.dedupe_keys,
+                        inbox = p.inbox,
+                        "retention pass"
+                    );
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "retention pass failed; trying again next interval")
+            }
+        }
+    }
+}
+
+/// One pass. `watermark`: runs finished up to here have had their payloads handled.
+pub async fn prune(app: &App, watermark: &mut i64) -> Result<Pruned, Error> {
+    let r = &app.cfg.reliability;
+    let store = &app.store;
+    let now = now_ms();
+    let mut p = Pruned::default();
+    if r.save_steps != SaveSteps::All {
+        p.payloads = drop_payloads(store, r.save_steps, watermark, now - PAYLOAD_GRACE_MS).await?;
+    }
+    if r.retain_days > 0 {
+        let cutoff = now - (r.retain_days as i64) * 86_400_000;
+        loop {
+            let ids = ids(
+                store,
+                &format!("SELECT id FROM runs WHERE finished_at < $1 AND {DONE} LIMIT {BATCH}"),
+                vec![cutoff.into()],
+            )
+            .await?;
+            p.runs += delete_runs(store, &ids).await?;
+            if ids.len() < BATCH {
+                break;
+            }
+            tokio::time::sleep(BREATHE).await;
+        }
+        p.inbox += delete_batches(
+            store,
+            "inbox_requests",
+            "id",
+            "SELECT id FROM inbox_requests WHERE received_at < $1",
+            vec![cutoff.into()],
+        )
+        .await?;
+    }
+    if r.retain_runs > 0 {
+        for flow in ids(store, "SELECT DISTINCT flow AS id FROM runs", vec![]).await? {
+            loop {
+                let sql = format!(
+                    "SELECT id FROM runs WHERE flow = $1 AND finished_at IS NOT NULL AND {DONE} ORDER BY id DESC LIMIT {BATCH} OFFSET $2"
+                );
+                let ids = ids(
+                    store,
+                    &sql,
+                    vec![flow.clone().into(), (r.retain_runs as i64).into()],
+                )
+                .await?;
+                p.runs += delete_runs(store, &ids).await?;
+                if ids.len() < BATCH {
+                    break;
+                }
+                tokio::time::sleep(BREATHE).await;
+            }
+        }
+    }
+    p.dedupe_keys = delete_batches(
+        store,
+        "dedupe_keys",
+        "flow || ' ' || key",
+        "SELECT flow || ' ' || key AS id FROM dedupe_keys WHERE expires_at < $1",
+        vec![now.into()],
+    )
+    .await?;
+    for inbox in ids(
+        store,
+        "SELECT DISTINCT inbox AS id FROM inbox_requests",
+        vec![],
+    )
+    .await?
+    {
+        let sql = format!(
+            "SELECT id FROM inbox_requests WHERE inbox = $1 ORDER BY id DESC LIMIT {BATCH} OFFSET {INBOX_KEEP}"
+        );
+        let old = ids(store, &sql, vec![inbox.into()]).await?;
+        p.inbox += delete_ids(store, "inbox_requests", "id", &old).await?;
+    }
+    Ok(p)
+}
+
+/// A run that may go: finished, and no delivery of it still waiting to be sent.
+const DONE: &str = "status NOT IN ('queued', 'running') \
+    AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.run_id = runs.id AND d.status = 'pending')";
+
+#[derive(FromQueryResult)]
+struct Id {
+    id: String,
+}
+
+async fn ids(store: &Store, sql: &str, values: Vec<DbValue>) -> Result<Vec<String>, Error> {
+    Ok(Id::find_by_statement(store.stmt(sql, values))
+        .all(&store.db)
+        .await?
+        .into_iter()
+        .map(|i| i.id)
+        .collect())
+}
+
+/// `$1, $2, ...` for `n` values after `offset` others.
+fn placeholders(offset: usize, n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("${}", i + offset))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Delete runs and everything that belongs to them, in one transaction.
+async fn delete_runs(store: &Store, ids: &[String]) -> Result<u64, Error> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let list = placeholders(0, ids.len());
+    let values: Vec<DbValue> = ids.iter().map(|i| i.clone().into()).collect();
+    let txn = store.db.begin().await?;
+    for sql in [
+        format!("DELETE FROM step_runs WHERE run_id IN ({list})"),
+        format!(
+            "DELETE FROM delivery_attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE run_id IN ({list}))"
+        ),
+        format!("DELETE FROM deliveries WHERE run_id IN ({list})"),
+        format!("DELETE FROM events WHERE id IN (SELECT event_id FROM runs WHERE id IN ({list}))"),
+    ] {
+        txn.execute_raw(store.stmt(&sql, values.clone())).await?;
+    }
+    let n = txn
+        .execute_raw(store.stmt(&format!("DELETE FROM runs WHERE id IN ({list})"), values))
+        .await?
+        .rows_affected();
+    txn.commit().await?;
+    Ok(n)
+}
+
+async fn delete_ids(
+    store: &Store,
+    table: &str,
+    id_expr: &str,
+    ids: &[String],
+) -> Result<u64, Error> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let sql = format!(
+        "DELETE FROM {table} WHERE {id_expr} IN ({})",
+        placeholders(0, ids.len())
+    );
+    let values = ids.iter().map(|i| i.clone().into()).collect();
+    Ok(store
+        .db
+        .execute_raw(store.stmt(&sql, values))
+        .await?
+        .rows_affected())
+}
+
+/// Delete what `select` (which yields `id`) finds, a batch at a time.
+async fn delete_batches(
+    store: &Store,
+    table: &str,
+    id_expr: &str,
+    select: &str,
+    values: Vec<DbValue>,
+) -> Result<u64, Error> {
+    let mut n = 0;
+    loop {
+        let found = ids(store, &format!("{select} LIMIT {BATCH}"), values.clone()).await?;
+        n += delete_ids(store, table, id_expr, &found).await?;
+        if found.len() < BATCH {
+            return Ok(n);
+        }
+        tokio::time::sleep(BREATHE).await;
+    }
+}
+
+/// Drop the step inputs and outputs (and the run output) of runs finished before `until` that
+/// the policy does not keep. Steps of a run whose payloads are gone run again if it is retried.
+async fn drop_payloads(
+    store: &Store,
+    policy: SaveSteps,
+    watermark: &mut i64,
+    until: i64,
+) -> Result<u64, Error> {
+    #[derive(FromQueryResult)]
+    struct Finished {
+        id: String,
+        status: String,
+        finished_at: i64,
+    }
+    let mut n = 0;
+    loop {
+        let stmt = store.stmt(
+            &format!(
+                "SELECT id, status, finished_at FROM runs WHERE finished_at > $1 AND finished_at <= $2 \
+                 AND status NOT IN ('queued', 'running') ORDER BY finished_at LIMIT {BATCH}"
+            ),
+            vec![(*watermark).into(), until.into()],
+        );
+        let rows = Finished::find_by_statement(stmt).all(&store.db).await?;
+        let Some(last) = rows.last() else {
+            return Ok(n);
+        };
+        *watermark = last.finished_at;
+        let strip: Vec<String> = rows
+            .iter()
+            .filter(|r| policy == SaveSteps::None || r.status != "failed")
+            .map(|r| r.id.clone())
+            .collect();
+        if !strip.is_empty() {
+            let list = placeholders(0, strip.len());
+            let values: Vec<DbValue> = strip.iter().map(|i| i.clone().into()).collect();
+            let txn = store.db.begin().await?;
+            n += txn
+                .execute_raw(store.stmt(
+                    &format!("UPDATE step_runs SET input = NULL, output = NULL WHERE run_id IN ({list}) AND (input IS NOT NULL OR output IS NOT NULL)"),
+                    values.clone(),
+                ))
+                .await?
+                .rows_affected();
+            txn.execute_raw(store.stmt(
+                &format!("UPDATE runs SET output = NULL WHERE id IN ({list})"),
+                values,
+            ))
+            .await?;
+            txn.commit().await?;
+        }
+        if rows.len() < BATCH {
+            return Ok(n);
+        }
+        tokio::time::sleep(BREATHE).await;
+    }
+}

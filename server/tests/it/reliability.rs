@@ -1,0 +1,467 @@
+//! Crash recovery and graceful shutdown of the real binary, leases, per-flow limits, retention.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use sea_orm::ConnectionTrait;
+use serde_json::{Value, json};
+
+use crate::{
+    procs::{Proc, ProcConfig, count, pairs, wait_drained, write_flows},
+    utils::{Sink, flow, start_with, test_database, webhook},
+};
+
+/// Requests at `path` by their `Idempotency-Key` (`<run>:<step>`, sent by http steps).
+fn by_key(sink: &Sink, path: &str) -> HashMap<String, usize> {
+    let mut out = HashMap::new();
+    for r in sink.received_at(path) {
+        let key = r.headers["idempotency-key"].to_str().unwrap().to_string();
+        *out.entry(key).or_default() += 1;
+    }
+    out
+}
+
+/// SIGKILL mid-stream, restart: every acknowledged webhook reaches the sink, steps that had
+/// finished are not run again, and only steps in flight at the kill are repeated.
+#[tokio::test]
+async fn sigkill_mid_stream_loses_no_acknowledged_webhook() {
+    let sink = Sink::start().await;
+    // Step b is slow, so at the kill many runs have finished a and are inside b.
+    sink.answer("/b", 200, Duration::from_millis(1500));
+    let dir = tempfile::tempdir().unwrap();
+    let flows = write_flows(
+        dir.path(),
+        &[flow(
+            "stream",
+            webhook("stream"),
+            json!([
+                {"id": "a", "type": "http", "url": sink.url("/a"), "body": {"event": "{{ $.trigger.body.id }}"}},
+                {"id": "b", "type": "http", "url": sink.url("/b"), "body": {"event": "{{ $.trigger.body.id }}"}},
+                {"id": "out", "type": "webhook_out", "url": sink.url("/out"), "body": {"event": "{{ $.trigger.body.id }}"}}
+            ]),
+        )],
+    );
+    let cfg = ProcConfig {
+        data_dir: dir.path().join("data"),
+        database_url: test_database().await,
+        flows,
+        env: vec![
+            ("HOOKFLOW_LEASE_MS".into(), "1500".into()),
+            ("HOOKFLOW_WORKERS".into(), "16".into()),
+            (
+                "HOOKFLOW_DELIVERY_SCHEDULE".into(),
+                "0s,200ms,200ms,200ms,200ms,200ms".into(),
+            ),
+        ],
+    };
+    let proc = Proc::start(&cfg).await;
+
+    // Stream webhooks from 8 senders until the process dies; keep the ids that got a 2xx.
+    let acked = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let dead = Arc::new(AtomicBool::new(false));
+    let mut senders = Vec::new();
+    for s in 0..8 {
+        let (url, acked, dead) = (proc.url.clone(), acked.clone(), dead.clone());
+        senders.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            for i in 0..1000 {
+                if dead.load(Ordering::Relaxed) {
+                    return;
+                }
+                let id = format!("e{s}-{i}");
+                let resp = client
+                    .post(format!("{url}/hooks/stream"))
+                    .json(&json!({"id": id}))
+                    .send()
+                    .await;
+                match resp {
+                    Ok(r) if r.status().is_success() => acked.lock().unwrap().push(id),
+                    Ok(r) => panic!("unexpected answer {}", r.status()),
+                    Err(_) => return, // the process is gone
+                }
+            }
+        }));
+    }
+    // Kill once many runs are inside the slow step.
+    sink.wait_for("/b", 24, Duration::from_secs(60)).await;
+    proc.kill().await;
+    dead.store(true, Ordering::Relaxed);
+    for s in senders {
+        s.await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let acked: Vec<String> = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() >= 24,
+        "the stream was under way: {} acknowledged",
+        acked.len()
+    );
+
+    // What had happened at the kill: sink requests, and the steps recorded as finished.
+    let before: HashMap<&str, HashMap<String, usize>> = ["/a", "/b"]
+        .into_iter()
+        .map(|p| (p, by_key(&sink, p)))
+        .collect();
+    let store = cfg.store().await;
+    let finished: HashSet<String> = pairs(
+        &store,
+        "SELECT run_id AS a, step_id AS b FROM step_runs WHERE status = 'succeeded'",
+    )
+    .await
+    .into_iter()
+    .map(|(run, step)| format!("{run}:{step}"))
+    .collect();
+    let interrupted = count(
+        &store,
+        "SELECT COUNT(*) AS n FROM runs WHERE status = 'running'",
+        vec![],
+    )
+    .await;
+    assert!(interrupted > 0, "some runs were cut off mid-way");
+
+    sink.clear_rules();
+    let proc = Proc::start(&cfg).await;
+    wait_drained(&store, Duration::from_secs(120)).await;
+
+    // Every acknowledged webhook reached the sink.
+    let out: Vec<String> = sink
+        .received_at("/out")
+        .iter()
+        .map(|r| r.json()["event"].as_str().unwrap().to_string())
+        .collect();
+    let delivered: HashSet<&String> = out.iter().collect();
+    let lost: Vec<&String> = acked.iter().filter(|id| !delivered.contains(id)).collect();
+    assert!(
+        lost.is_empty(),
+        "acknowledged but never delivered: {lost:?}"
+    );
+    let runs = count(
+        &store,
+        "SELECT COUNT(*) AS n FROM runs WHERE status = 'succeeded'",
+        vec![],
+    )
+    .await;
+    assert_eq!(
+        runs,
+        count(&store, "SELECT COUNT(*) AS n FROM runs", vec![]).await,
+        "every run succeeded"
+    );
+
+    // Finished steps were not run again; repeats are only of steps in flight at the kill.
+    let mut repeated = 0;
+    for path in ["/a", "/b"] {
+        let after = by_key(&sink, path);
+        for (key, n) in &after {
+            let was = before[path].get(key).copied().unwrap_or(0);
+            if finished.contains(key) {
+                assert_eq!(*n, was, "{key} had finished before the kill but ran again");
+            }
+            if *n > 1 {
+                assert!(!finished.contains(key));
+                repeated += n - 1;
+            }
+        }
+    }
+    let resumed = before["/a"]
+        .keys()
+        .filter(|k| finished.contains(*k))
+        .count();
+    let out_dupes = out.len() - delivered.len();
+    eprintln!(
+        "crash recovery: {} acknowledged, {interrupted} runs interrupted, {resumed} finished steps kept, \
+         {repeated} step executions repeated (in flight at the kill), {out_dupes} duplicate deliveries",
+        acked.len()
+    );
+    assert!(
+        repeated as i64 <= 2 * interrupted,
+        "repeats are bounded by what was in flight"
+    );
+    proc.kill().await;
+}
+
+/// SIGTERM: webhooks get 503 + Retry-After while the running step finishes within the grace
+/// period; runs not started stay queued for others; the exit code is 0.
+#[tokio::test]
+async fn sigterm_lets_running_steps_finish_and_exits_zero() {
+    let sink = Sink::start().await;
+    sink.answer("/slow", 200, Duration::from_secs(2));
+    let dir = tempfile::tempdir().unwrap();
+    let flows = write_flows(
+        dir.path(),
+        &[flow(
+            "slow",
+            webhook("slow"),
+            json!([{"id": "call", "type": "http", "url": sink.url("/slow"), "body": {"n": "{{ $.trigger.body.n }}"}}]),
+        )],
+    );
+    let cfg = ProcConfig {
+        data_dir: dir.path().join("data"),
+        database_url: test_database().await,
+        flows,
+        env: vec![
+            ("HOOKFLOW_WORKERS".into(), "1".into()),
+            ("HOOKFLOW_SHUTDOWN_GRACE".into(), "20s".into()),
+        ],
+    };
+    let proc = Proc::start(&cfg).await;
+    let client = reqwest::Client::new();
+    for n in 0..3 {
+        let r = client
+            .post(format!("{}/hooks/slow", proc.url))
+            .json(&json!({"n": n}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+    }
+    sink.wait_for("/slow", 1, Duration::from_secs(30)).await;
+    proc.terminate();
+    // While the step finishes, ingress refuses politely.
+    let mut refused = None;
+    for _ in 0..200 {
+        let r = client
+            .post(format!("{}/hooks/slow", proc.url))
+            .json(&json!({"n": 99}))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 503 {
+            refused = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let refused = refused.expect("ingress answers 503 while shutting down");
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_eq!(proc.exit_code().await, Some(0));
+
+    let store = cfg.store().await;
+    let succeeded = count(
+        &store,
+        "SELECT COUNT(*) AS n FROM runs WHERE status = 'succeeded'",
+        vec![],
+    )
+    .await;
+    assert_eq!(
+        succeeded, 1,
+        "the running step finished within the grace period"
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) AS n FROM runs WHERE status = 'running'",
+            vec![]
+        )
+        .await,
+        0
+    );
+    assert!(
+        count(
+            &store,
+            "SELECT COUNT(*) AS n FROM runs WHERE status = 'queued' AND worker IS NULL",
+            vec![]
+        )
+        .await
+            >= 2
+    );
+}
+
+/// A step longer than the grace period: its run is handed back at once (not after the lease),
+/// and the next process resumes it.
+#[tokio::test]
+async fn runs_still_going_after_the_grace_period_are_handed_back() {
+    let sink = Sink::start().await;
+    sink.answer("/slow", 200, Duration::from_secs(3));
+    let srv = start_with(|c| {
+        c.reliability.shutdown_grace = Duration::from_millis(200);
+        c.reliability.lease_ms = 600_000;
+    })
+    .await;
+    srv.create_flow(flow(
+        "held",
+        webhook("held"),
+        json!([
+            {"id": "first", "type": "transform", "output": {"n": 1}},
+            {"id": "call", "type": "http", "url": sink.url("/slow")}
+        ]),
+    ))
+    .await;
+    let (_, resp) = srv.hook("held", json!({})).await;
+    let run_id = resp["run_id"].as_str().unwrap().to_string();
+    sink.wait_for("/slow", 1, Duration::from_secs(30)).await;
+    let store = srv.app().store.clone();
+    let srv = srv.restart(|c| c.reliability.lease_ms = 600_000).await;
+    let run = store.get_run(&run_id).await.unwrap().unwrap();
+    assert!(
+        run.status == "queued" || run.worker.as_deref() == Some(srv.app().worker_id.as_str()),
+        "handed back, not left leased to the stopped process: {run:?}"
+    );
+    sink.clear_rules();
+    let done = srv.wait_run(&run_id).await;
+    assert_eq!(done["status"], "succeeded");
+    assert_eq!(
+        sink.received_at("/slow").len(),
+        2,
+        "the interrupted call ran again"
+    );
+    // `first` had finished: kept, not run again (its record is from before the restart).
+    let first = crate::utils::step(&done, "first");
+    assert_eq!(first["status"], "succeeded");
+}
+
+/// One slow flow cannot take every worker: with a per-flow cap, another flow's runs start while
+/// the slow flow still has a backlog.
+#[tokio::test]
+async fn a_slow_flow_does_not_starve_the_others() {
+    let sink = Sink::start().await;
+    sink.answer("/slow", 200, Duration::from_millis(300));
+    let srv = start_with(|c| {
+        c.workers = 4;
+        c.reliability.flow_concurrency = Some(2);
+    })
+    .await;
+    srv.create_flow(flow(
+        "slow",
+        webhook("slow"),
+        json!([{"id": "call", "type": "http", "url": sink.url("/slow")}]),
+    ))
+    .await;
+    srv.create_flow(flow(
+        "fast",
+        webhook("fast"),
+        json!([{"id": "t", "type": "transform", "output": {"ok": true}}]),
+    ))
+    .await;
+    let mut slow = Vec::new();
+    for _ in 0..16 {
+        slow.push(
+            srv.hook("slow", json!({})).await.1["run_id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let mut fast = Vec::new();
+    for _ in 0..4 {
+        fast.push(
+            srv.hook("fast", json!({})).await.1["run_id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let mut fast_done = Vec::new();
+    for id in &fast {
+        fast_done.push(srv.wait_run(id).await);
+    }
+    let mut slow_runs = Vec::new();
+    for id in &slow {
+        slow_runs.push(srv.wait_run(id).await);
+    }
+    let ts =
+        |r: &Value, k: &str| chrono::DateTime::parse_from_rfc3339(r[k].as_str().unwrap()).unwrap();
+    let last_fast_start = fast_done.iter().map(|r| ts(r, "started_at")).max().unwrap();
+    let slow_before = slow_runs
+        .iter()
+        .filter(|r| ts(r, "started_at") <= last_fast_start)
+        .count();
+    assert!(
+        slow_before <= 4,
+        "fast runs waited behind {slow_before} slow runs"
+    );
+    // Never more than the cap of slow runs at once: count the runs going at each start.
+    for r in &slow_runs {
+        let at = ts(r, "started_at");
+        let going = slow_runs
+            .iter()
+            .filter(|o| ts(o, "started_at") <= at && at < ts(o, "finished_at"))
+            .count();
+        assert!(going <= 2, "{going} slow runs at once");
+    }
+}
+
+/// Retention: count per flow, age, payloads of successful runs, expired dedupe keys.
+#[tokio::test]
+async fn retention_prunes_by_count_age_and_payload_policy() {
+    let srv = start_with(|c| {
+        c.reliability.retain_runs = 3;
+        c.reliability.save_steps = hookflow::config::SaveSteps::Errors;
+        c.reliability.retention_interval = Duration::from_millis(100);
+    })
+    .await;
+    srv.create_flow(flow(
+        "keep",
+        webhook("keep"),
+        json!([{"id": "t", "type": "transform", "output": {"v": "{{ $.trigger.body.v }}"}}]),
+    ))
+    .await;
+    srv.create_flow(flow("bad", webhook("bad"), json!([
+        {"id": "t", "type": "transform", "output": {"v": 1}},
+        {"id": "f", "type": "http", "url": "http://127.0.0.1:1/nothing", "retry": {"max_attempts": 1}}
+    ]))).await;
+    let mut ids = Vec::new();
+    for v in 0..6 {
+        ids.push(
+            srv.hook_and_wait("keep", json!({"v": v})).await["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let failed = srv.hook_and_wait("bad", json!({})).await;
+    assert_eq!(failed["status"], "failed");
+    let store = srv.app().store.clone();
+    // An old run of another flow goes by age.
+    let old = srv.hook_and_wait("bad", json!({"old": true})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    store
+        .db
+        .execute_raw(store.stmt(
+            "UPDATE runs SET finished_at = $1 WHERE id = $2",
+            vec![
+                (hookflow::store::now_ms() - 40 * 86_400_000).into(),
+                old.clone().into(),
+            ],
+        ))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = count(
+            &store,
+            "SELECT COUNT(*) AS n FROM runs WHERE flow = 'keep'",
+            vec![],
+        )
+        .await;
+        let old_gone = store.get_run(&old).await.unwrap().is_none();
+        let stripped = count(&store, "SELECT COUNT(*) AS n FROM step_runs s JOIN runs r ON r.id = s.run_id WHERE r.flow = 'keep' AND s.output IS NULL", vec![]).await;
+        if left == 3 && old_gone && stripped == 3 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "left {left}, old gone {old_gone}, stripped {stripped}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The newest three are kept, with their steps but without payloads.
+    for id in &ids[..3] {
+        assert!(store.get_run(id).await.unwrap().is_none(), "{id} pruned");
+    }
+    let (_, kept) = srv.get(&format!("/api/runs/{}", ids[5])).await;
+    assert_eq!(kept["steps"][0]["status"], "succeeded");
+    assert_eq!(kept["steps"][0]["output"], Value::Null);
+    // The failed run keeps its payloads (save = errors), so it can be retried from them.
+    let (_, f) = srv
+        .get(&format!("/api/runs/{}", failed["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(f["steps"][0]["output"], json!({"v": 1}));
+}
