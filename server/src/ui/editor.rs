@@ -794,16 +794,25 @@ async fn step_again(
         .into_iter()
         .map(str::to_string)
         .collect();
-    let mut f = step_panel(
-        app,
-        l,
-        forms::form_from_pairs(p, op),
-        deps,
-        original,
-        None,
-        None,
-    )
-    .await;
+    let mut form = forms::form_from_pairs(p, op);
+    if original.is_none() && op == "refresh" {
+        // A new step whose type changed: a fresh id and the new type's starting configuration.
+        let kinds: Vec<&str> = app.registry.kinds().collect();
+        if kinds.iter().any(|k| edit::fresh_id(&l.doc, k) == form.id) {
+            form.id = edit::fresh_id(&l.doc, &form.kind);
+        }
+        let defaults = forms::step_form(&forms::new_step(&form.kind, &form.id));
+        if form.output.trim().is_empty() {
+            form.output = defaults.output;
+        }
+        if form.conds.iter().all(|c| c.path.trim().is_empty()) {
+            form.conds = defaults.conds;
+        }
+        if form.method.is_empty() && form.kind == "http" {
+            form.method = defaults.method;
+        }
+    }
+    let mut f = step_panel(app, l, form, deps, original, None, None).await;
     if f.hints.is_empty()
         && let Some(r) = latest_run(app, &l.row.name).await?
     {

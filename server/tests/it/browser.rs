@@ -161,6 +161,17 @@ async fn build_a_flow_run_it_retry_export_and_import() {
     b.wait_text("#panel [data-testid=step-output]", "\"order\": 7", WAIT)
         .await;
 
+    // Template help: a path from the latest run goes into the field being edited.
+    b.goto(&format!("{}/flows/orders?sel=notify", srv.url))
+        .await;
+    b.fill("#s-body", "").await;
+    b.click("#s-body").await;
+    b.click(".hint[data-path='$.input.email']").await;
+    let body = b
+        .eval("return document.querySelector('#s-body').value", json!([]))
+        .await;
+    assert_eq!(body, json!("{{ $.input.email }}"));
+
     // Export a file, import it back under another name.
     b.goto(&format!("{}/flows/orders", srv.url)).await;
     b.click("#export-flow").await;
