@@ -11,6 +11,16 @@ use hookflow::store::{SqliteSync, Store};
 use sea_orm::{FromQueryResult, Statement};
 use tokio::process::{Child, Command};
 
+/// An HTTP client for the tests (reqwest here is built without a default TLS provider; this
+/// installs the one hookflow uses).
+pub fn client() -> reqwest::Client {
+    connectors::HttpOptions {
+        allow_private_targets: true,
+        ..Default::default()
+    }
+    .client()
+}
+
 /// Settings shared by the processes of one test.
 #[derive(Clone)]
 pub struct ProcConfig {
@@ -70,7 +80,7 @@ impl Proc {
         }
         let child = cmd.spawn().expect("start hookflow");
         let url = format!("http://127.0.0.1:{port}");
-        let client = reqwest::Client::new();
+        let client = client();
         for _ in 0..600 {
             if let Ok(r) = client.get(format!("{url}/readyz")).send().await
                 && r.status() == 200

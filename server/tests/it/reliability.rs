@@ -69,7 +69,7 @@ async fn sigkill_mid_stream_loses_no_acknowledged_webhook() {
     for s in 0..8 {
         let (url, acked, dead) = (proc.url.clone(), acked.clone(), dead.clone());
         senders.push(tokio::spawn(async move {
-            let client = reqwest::Client::new();
+            let client = crate::procs::client();
             for i in 0..1000 {
                 if dead.load(Ordering::Relaxed) {
                     return;
@@ -210,7 +210,7 @@ async fn sigterm_lets_running_steps_finish_and_exits_zero() {
         ],
     };
     let proc = Proc::start(&cfg).await;
-    let client = reqwest::Client::new();
+    let client = crate::procs::client();
     for n in 0..3 {
         let r = client
             .post(format!("{}/hooks/slow", proc.url))
