@@ -343,7 +343,11 @@ async fn screenshots() {
         ("phone-flows", "/flows".into(), 390),
         ("phone-run", format!("/runs/{last}"), 390),
         ("phone-editor", "/flows/shop-orders?sel=shape".into(), 390),
-        ("test-panel", format!("/flows/shop-orders?panel=test&run={last}"), 1280),
+        (
+            "test-panel",
+            format!("/flows/shop-orders?panel=test&run={last}"),
+            1280,
+        ),
     ];
     for (name, path, width) in shots {
         b.goto(&format!("{}{path}", srv.url)).await;
