@@ -52,10 +52,15 @@ pub fn router(app: AppState) -> Router {
 fn ui_routes(app: AppState) -> Router<AppState> {
     Router::new()
         .route("/logout", axum::routing::post(login::logout))
-        .merge(crate::ui::router(app.clone()))
+        .merge(crate::ui::router())
         .route_layer(axum::middleware::from_fn_with_state(
-            app,
+            app.clone(),
             session::csrf_guard,
+        ))
+        // Outside the CSRF guard, so that its refusals are pages (or htmx messages) too.
+        .layer(axum::middleware::from_fn_with_state(
+            app,
+            crate::ui::html_errors,
         ))
 }
 

@@ -30,7 +30,7 @@ mod queries;
 mod runs;
 
 /// Every UI route. State-changing ones are POSTs, which the CSRF guard in `http::ui_routes` checks.
-pub fn router(app: AppState) -> Router<AppState> {
+pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/flows") }))
         .route("/flows", get(flows::list).post(flows::create))
@@ -74,7 +74,6 @@ pub fn router(app: AppState) -> Router<AppState> {
         .route("/settings", get(misc::settings))
         .route("/settings/tokens", post(misc::create_token))
         .route("/settings/tokens/{id}/revoke", post(misc::revoke_token))
-        .layer(axum::middleware::from_fn_with_state(app, html_errors))
 }
 
 /// `/assets/<path>`: embedded files. A fingerprinted URL (`?v=`, or a versioned vendor file) is
@@ -205,7 +204,7 @@ pub fn see_other(to: &str) -> Response {
 
 /// Error answers of UI routes are pages (or, for htmx, a message in the flash area) rather than
 /// the API's JSON. Handlers just use `?` with [`Error`].
-async fn html_errors(State(app): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn html_errors(State(app): State<AppState>, req: Request, next: Next) -> Response {
     let htmx = req.headers().contains_key("hx-request");
     let session = crate::http::session::session_cookie(req.headers()).map(str::to_string);
     let resp = next.run(req).await;

@@ -75,6 +75,18 @@ async fn forms_without_the_csrf_token_are_refused() {
             .status(),
         StatusCode::FORBIDDEN
     );
+    let htmx = post("name=nocsrf")
+        .header("hx-request", "true")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(htmx.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        htmx.headers()["hx-retarget"],
+        "#flash",
+        "htmx shows the refusal in the flash area"
+    );
+    assert!(htmx.text().await.unwrap().contains("CSRF"));
     let wrong = c
         .post(format!("{}/flows", srv.url))
         .header("cookie", &cookie)

@@ -179,9 +179,9 @@ impl Browser {
         v[ELEMENT].as_str().map(str::to_string)
     }
 
-    /// The element matching `css`, waiting up to 10 s for it.
+    /// The element matching `css`, waiting up to 20 s for it (CI machines are busy).
     pub async fn find(&self, css: &str) -> String {
-        for _ in 0..200 {
+        for _ in 0..400 {
             if let Some(id) = self.find_now(css).await {
                 return id;
             }
