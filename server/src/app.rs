@@ -148,8 +148,13 @@ pub async fn run(cfg: ServeArgs) -> anyhow::Result<()> {
     let shutdown = running.app.shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
-        tracing::info!("shutting down");
+        tracing::info!("shutting down: finishing running steps (a second signal stops at once)");
         shutdown.cancel();
+        // An operator who asks twice does not want to wait for the grace period; leases
+        // cover whatever was running.
+        wait_for_signal().await;
+        tracing::warn!("second signal: exiting now; unfinished runs resume after their lease");
+        std::process::exit(1);
     });
     running.wait().await;
     Ok(())

@@ -122,13 +122,26 @@ impl Store {
             format!("CASE ranked.flow{} ELSE $6 END", partial.concat())
         };
         let ready = "((status = 'queued' AND available_at <= $3) OR (status = 'running' AND lease_until < $3))";
+        // The head of the queue: queued runs and runs whose lease expired, each read in index
+        // order (`runs_queue`), so a claim costs the same with ten runs waiting or a million.
+        // PostgreSQL: the chosen ids as one array, looked up by primary key (an `IN` subquery
+        // here is planned as a scan of the whole table once the queue is long).
+        let (id_in, id_in_end) = if self.is_postgres() {
+            ("id = ANY(ARRAY", ")")
+        } else {
+            ("id IN ", "")
+        };
         let sql = format!(
             "UPDATE runs SET status = 'running', worker = $1, lease_until = $2, started_at = COALESCE(started_at, $3) \
-             WHERE id IN (SELECT id FROM runs WHERE {ready} AND id IN (\
+             WHERE id IN (SELECT id FROM runs WHERE {ready} AND {id_in}(\
                SELECT ranked.id FROM (\
                  SELECT head.id, head.flow, ROW_NUMBER() OVER (PARTITION BY head.flow ORDER BY head.available_at, head.id) AS rn \
-                 FROM (SELECT id, flow, available_at FROM runs WHERE {ready}{not_full} ORDER BY available_at, id LIMIT $5) head\
-               ) ranked WHERE ranked.rn <= {room}) \
+                 FROM (\
+                   SELECT * FROM (SELECT id, flow, available_at FROM runs WHERE status = 'queued' AND available_at <= $3{not_full} ORDER BY available_at, id LIMIT $5) queued \
+                   UNION ALL \
+                   SELECT * FROM (SELECT id, flow, available_at FROM runs WHERE status = 'running' AND lease_until < $3{not_full} ORDER BY available_at, id LIMIT $5) expired\
+                 ) head\
+               ) ranked WHERE ranked.rn <= {room}){id_in_end} \
              ORDER BY available_at, id LIMIT $4{}) RETURNING *",
             self.skip_locked()
         );
