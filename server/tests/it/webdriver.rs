@@ -42,12 +42,16 @@ impl Browser {
             "browser tests need Debian's chromium and chromium-driver (scripts/test.sh installs them: apt-get install -y chromium chromium-driver)"
         );
         let port = free_port();
-        let driver = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromedriver");
+        // Its own process group, so that Chromium can be ended with it whatever happens.
+        let driver = std::os::unix::process::CommandExt::process_group(
+            Command::new(CHROMEDRIVER)
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+            0,
+        )
+        .spawn()
+        .expect("start chromedriver");
         let driver_url = format!("http://127.0.0.1:{port}");
         let http = Client::new();
         for _ in 0..100 {
@@ -339,30 +343,30 @@ impl Browser {
     }
 
     /// End the session (closes Chromium) and chromedriver.
-    pub async fn quit(mut self) {
-        let _ = self.try_cmd(Method::DELETE, "", Value::Null).await;
-        self.session.clear();
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+    pub async fn quit(self) {
+        // Drop does it: the session's DELETE, then the process group.
     }
 }
 
 impl Drop for Browser {
-    /// A failed test still closes Chromium: a blocking DELETE of the session, then the driver.
+    /// Also after a failed test: DELETE the session (Chromium exits), then end chromedriver's
+    /// process group, which takes any Chromium process still left with it.
     fn drop(&mut self) {
-        if !self.session.is_empty() {
-            let addr = self.driver_url.trim_start_matches("http://").to_string();
-            if let Ok(mut s) = TcpStream::connect(&addr) {
-                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-                let _ = write!(
-                    s,
-                    "DELETE /session/{} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                    self.session
-                );
-                let mut buf = Vec::new();
-                let _ = s.read_to_end(&mut buf);
-            }
+        let addr = self.driver_url.trim_start_matches("http://").to_string();
+        if let Ok(mut s) = TcpStream::connect(&addr) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+            let _ = write!(
+                s,
+                "DELETE /session/{} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                self.session
+            );
+            let mut buf = Vec::new();
+            let _ = s.read_to_end(&mut buf);
         }
+        let _ = Command::new("kill")
+            .args(["-s", "KILL", "--", &format!("-{}", self.driver.id())])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
