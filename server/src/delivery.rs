@@ -14,13 +14,15 @@ use tokio::{sync::Semaphore, task::JoinSet};
 
 use crate::{
     app::{App, AppState},
-    store::{deliveries::AttemptResult, entities::deliveries, now_ms},
+    store::{deliveries::AttemptResult, entities::deliveries, now_ms, queue::FlowBudget},
 };
 
 const TIMEOUT: Duration = Duration::from_secs(15);
 /// Most response body kept per attempt, for looking at.
 const KEEP_RESPONSE: usize = 4096;
 const CONCURRENCY: usize = 16;
+/// Most deliveries to one endpoint (URL) in flight at once from this process.
+const PER_ENDPOINT: usize = 4;
 /// A receiver's `Retry-After` is honoured up to this long.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
@@ -54,6 +56,9 @@ pub async fn run_deliveries(app: AppState) {
     let slots = Arc::new(Semaphore::new(CONCURRENCY));
     let mut running = JoinSet::new();
     let in_flight = InFlight::default();
+    // Deliveries in flight per endpoint; an aborted send (shutdown) never comes back, which is
+    // fine because the loop has ended by then.
+    let endpoints = Arc::new(Mutex::new(FlowBudget::new(PER_ENDPOINT)));
     let heartbeat = {
         let (store, in_flight) = (app.store.clone(), in_flight.clone());
         let every = Duration::from_millis((lease_ms / 3).max(10) as u64);
@@ -74,8 +79,9 @@ pub async fn run_deliveries(app: AppState) {
         let claimed = if free == 0 {
             Vec::new()
         } else {
+            let budget = endpoints.lock().expect("endpoints lock").clone();
             app.store
-                .claim_deliveries(free, lease_ms)
+                .claim_deliveries(free, lease_ms, &budget)
                 .await
                 .unwrap_or_else(|e| {
                     tracing::warn!(error = %e, "could not claim deliveries");
@@ -88,13 +94,14 @@ pub async fn run_deliveries(app: AppState) {
                 .clone()
                 .try_acquire_owned()
                 .expect("counted free slots");
-            let app = app.clone();
-            let in_flight = in_flight.clone();
+            let (app, in_flight, endpoints) = (app.clone(), in_flight.clone(), endpoints.clone());
             in_flight.add(&d.id);
+            endpoints.lock().expect("endpoints lock").take(&d.url);
             running.spawn(async move {
-                let id = d.id.clone();
+                let (id, url) = (d.id.clone(), d.url.clone());
                 send(&app, d).await;
                 in_flight.remove(&id);
+                endpoints.lock().expect("endpoints lock").put_back(&url);
                 drop(permit);
             });
         }

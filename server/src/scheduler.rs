@@ -125,7 +125,11 @@ async fn look(app: &App, synced: &mut HashMap<String, String>) -> Result<Option<
         }
     }
     let mut next_due: Option<i64> = None;
-    for row in app.store.schedules().await? {
+    let rows = app.store.schedules().await?;
+    // A row removed by another process (whose flow list was momentarily older) is put back on
+    // the next look.
+    synced.retain(|name, _| rows.iter().any(|r| &r.flow == name));
+    for row in rows {
         let Some((version, flow)) = flows.get(&row.flow) else {
             continue;
         };

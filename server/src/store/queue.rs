@@ -18,7 +18,8 @@ pub const RUNS_CHANNEL: &str = "hookflow_runs";
 /// `NOTIFY` channel: deliveries were queued or released.
 pub const DELIVERIES_CHANNEL: &str = "hookflow_deliveries";
 
-/// How many more runs of each flow this process may take: `cap` minus those it is running.
+/// How many more runs of each flow (or deliveries to each endpoint) this process may take: `cap`
+/// minus those it has in hand.
 #[derive(Debug, Default, Clone)]
 pub struct FlowBudget {
     pub cap: usize,
@@ -51,7 +52,39 @@ impl FlowBudget {
         }
     }
 
-    /// Flows at their cap.
+    /// SQL for a claim over `column` (`flow`, `url`): a filter leaving out keys at their cap,
+    /// and the room of each key in the ranked window (`ranked.<column>`), `cap` (a placeholder)
+    /// for keys not yet running. Values are appended to `values`.
+    fn sql(&self, column: &str, cap: &str, values: &mut Vec<DbValue>) -> (String, String) {
+        let mut param = |v: DbValue| {
+            values.push(v);
+            format!("${}", values.len())
+        };
+        let full: Vec<String> = self.full().map(|f| param(f.to_string().into())).collect();
+        let not_full = if full.is_empty() {
+            String::new()
+        } else {
+            format!(" AND {column} NOT IN ({})", full.join(", "))
+        };
+        let partial: Vec<String> = self
+            .partial()
+            .map(|(f, room)| {
+                format!(
+                    " WHEN {} THEN {}",
+                    param(f.to_string().into()),
+                    param((room as i64).into())
+                )
+            })
+            .collect();
+        let room = if partial.is_empty() {
+            cap.to_string()
+        } else {
+            format!("CASE ranked.{column}{} ELSE {cap} END", partial.concat())
+        };
+        (not_full, room)
+    }
+
+    /// Keys at their cap.
     fn full(&self) -> impl Iterator<Item = &str> {
         self.running
             .keys()
@@ -96,31 +129,7 @@ impl Store {
             (limit as i64 * 4 + 16).into(),
             (budget.cap as i64).into(),
         ];
-        let mut param = |v: DbValue| {
-            values.push(v);
-            format!("${}", values.len())
-        };
-        let full: Vec<String> = budget.full().map(|f| param(f.to_string().into())).collect();
-        let not_full = if full.is_empty() {
-            String::new()
-        } else {
-            format!(" AND flow NOT IN ({})", full.join(", "))
-        };
-        let partial: Vec<String> = budget
-            .partial()
-            .map(|(f, room)| {
-                format!(
-                    " WHEN {} THEN {}",
-                    param(f.to_string().into()),
-                    param((room as i64).into())
-                )
-            })
-            .collect();
-        let room = if partial.is_empty() {
-            "$6".to_string()
-        } else {
-            format!("CASE ranked.flow{} ELSE $6 END", partial.concat())
-        };
+        let (not_full, room) = budget.sql("flow", "$6", &mut values);
         let ready = "((status = 'queued' AND available_at <= $3) OR (status = 'running' AND lease_until < $3))";
         // The head of the queue: queued runs and runs whose lease expired, each read in index
         // order (`runs_queue`), so a claim costs the same with ten runs waiting or a million.
@@ -264,27 +273,44 @@ impl Store {
         Ok(self.db.execute_raw(stmt).await?.rows_affected() > 0)
     }
 
-    /// Claim up to `limit` deliveries that are due.
+    /// Claim up to `limit` deliveries that are due, at most `budget.room(url)` to any one
+    /// endpoint, so that a slow receiver cannot hold every sending slot.
     pub async fn claim_deliveries(
         &self,
         limit: u64,
         lease_ms: i64,
+        budget: &FlowBudget,
     ) -> Result<Vec<deliveries::Model>, Error> {
         let now = now_ms();
+        let mut values: Vec<DbValue> = vec![
+            (now + lease_ms).into(),
+            now.into(),
+            (limit as i64).into(),
+            (limit as i64 * 4 + 16).into(),
+            (budget.cap as i64).into(),
+        ];
+        let (not_full, room) = budget.sql("url", "$5", &mut values);
+        let due = "status = 'pending' AND next_attempt_at <= $2 AND (lease_until IS NULL OR lease_until < $2)";
+        let (id_in, id_in_end) = if self.is_postgres() {
+            ("id = ANY(ARRAY", ")")
+        } else {
+            ("id IN ", "")
+        };
         let sql = format!(
             "UPDATE deliveries SET lease_until = $1 \
-             WHERE id IN (SELECT id FROM deliveries \
-               WHERE status = 'pending' AND next_attempt_at <= $2 AND (lease_until IS NULL OR lease_until < $2) \
-               ORDER BY next_attempt_at, id LIMIT $3{}) RETURNING *",
+             WHERE id IN (SELECT id FROM deliveries WHERE {due} AND {id_in}(\
+               SELECT ranked.id FROM (\
+                 SELECT head.id, head.url, ROW_NUMBER() OVER (PARTITION BY head.url ORDER BY head.next_attempt_at, head.id) AS rn \
+                 FROM (SELECT id, url, next_attempt_at FROM deliveries WHERE {due}{not_full} ORDER BY next_attempt_at, id LIMIT $4) head\
+               ) ranked WHERE ranked.rn <= {room}){id_in_end} \
+             ORDER BY next_attempt_at, id LIMIT $3{}) RETURNING *",
             self.skip_locked()
         );
-        let stmt = self.stmt(
-            &sql,
-            vec![(now + lease_ms).into(), now.into(), (limit as i64).into()],
-        );
-        Ok(deliveries::Model::find_by_statement(stmt)
-            .all(&self.db)
-            .await?)
+        Ok(
+            deliveries::Model::find_by_statement(self.stmt(&sql, values))
+                .all(&self.db)
+                .await?,
+        )
     }
 
     /// When the next delivery falls due (for sleeping until then).

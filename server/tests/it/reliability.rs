@@ -386,6 +386,40 @@ async fn a_slow_flow_does_not_starve_the_others() {
     }
 }
 
+/// A slow receiver cannot hold every delivery slot: another endpoint's delivery goes out while
+/// the slow one still has a backlog.
+#[tokio::test]
+async fn a_slow_receiver_does_not_hold_every_delivery_slot() {
+    let sink = Sink::start().await;
+    // The slow receiver holds every request it gets for a long time; without a per-endpoint
+    // cap its backlog would take all 16 sending slots and the other endpoint would wait.
+    sink.answer("/slow", 200, Duration::from_secs(8));
+    let srv = start_with(|_| {}).await;
+    srv.create_flow(flow(
+        "to-slow",
+        webhook("to-slow"),
+        json!([{"id": "out", "type": "webhook_out", "url": sink.url("/slow")}]),
+    ))
+    .await;
+    srv.create_flow(flow(
+        "to-fast",
+        webhook("to-fast"),
+        json!([{"id": "out", "type": "webhook_out", "url": sink.url("/fast")}]),
+    ))
+    .await;
+    for i in 0..24 {
+        srv.hook_and_wait("to-slow", json!({"i": i})).await;
+    }
+    srv.hook_and_wait("to-fast", json!({})).await;
+    let fast = sink.wait_for("/fast", 1, Duration::from_secs(30)).await;
+    assert_eq!(fast.len(), 1);
+    let slow_in_flight = sink.received_at("/slow").len();
+    assert!(
+        slow_in_flight <= 4,
+        "{slow_in_flight} deliveries to the slow endpoint at once"
+    );
+}
+
 /// Retention: count per flow, age, payloads of successful runs, expired dedupe keys.
 #[tokio::test]
 async fn retention_prunes_by_count_age_and_payload_policy() {
