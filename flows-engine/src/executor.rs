@@ -140,6 +140,9 @@ pub async fn execute(
     let mut started: Vec<bool> = done.iter().map(Option::is_some).collect();
     let mut failure = first_failure(flow, &done);
     let run_ctx = json!({"id": run.id, "flow": run.flow, "attempt": run.attempt});
+    // Contexts of finished steps, reused for the next ones: the trigger (headers, body) is
+    // copied once per concurrently running step, not once per step.
+    let mut spare: Vec<Value> = Vec::new();
     let mut running = FuturesUnordered::new();
 
     loop {
@@ -176,13 +179,23 @@ pub async fn execute(
                     continue;
                 }
                 let input = step_input(deps, steps, &done, trigger);
-                let ctx = json!({"trigger": trigger, "input": input, "steps": outputs(steps, &done), "run": run_ctx});
+                let ctx = match spare.pop() {
+                    Some(mut ctx) => {
+                        ctx["input"] = input;
+                        ctx["steps"] = outputs(steps, &done);
+                        ctx
+                    }
+                    None => {
+                        json!({"trigger": trigger, "input": input, "steps": outputs(steps, &done), "run": run_ctx})
+                    }
+                };
                 running.push(run_step(flow, i, ctx, run, env));
             }
         }
-        let Some((i, rec)) = running.next().await else {
+        let Some((i, rec, ctx)) = running.next().await else {
             break;
         };
+        spare.push(ctx);
         record(env, run, &rec).await?;
         if rec.status == StepStatus::Failed
             && steps[i].on_error == OnError::Fail
@@ -253,10 +266,10 @@ fn first_failure(flow: &PreparedFlow, done: &[Option<StepRecord>]) -> Option<Str
 async fn run_step(
     flow: &PreparedFlow,
     i: usize,
-    ctx: Value,
+    mut ctx: Value,
     run: &RunInfo,
     env: &Env<'_>,
-) -> (usize, StepRecord) {
+) -> (usize, StepRecord, Value) {
     let step = &flow.flow.steps[i];
     let started_at = Utc::now();
     let clock = Instant::now();
@@ -269,7 +282,7 @@ async fn run_step(
     };
     let result = flow.nodes[i].exec.run(&cx).await;
     let duration_ms = clock.elapsed().as_millis() as u64;
-    let mut input = ctx.get("input").cloned().unwrap_or(Value::Null);
+    let mut input = ctx.get_mut("input").map(Value::take).unwrap_or(Value::Null);
     let (status, mut output, error, attempts) = match result {
         Ok(o) if o.proceed => (StepStatus::Succeeded, Some(o.output), None, o.attempts),
         Ok(o) => (StepStatus::Stopped, Some(o.output), None, o.attempts),
@@ -300,6 +313,7 @@ async fn run_step(
             started_at,
             duration_ms,
         },
+        ctx,
     )
 }
 

@@ -30,6 +30,9 @@ struct Inner {
     routes: HashMap<String, String>,
     /// (name, version) → prepared flow, for runs queued on an older version
     versions: HashMap<(String, i64), Arc<PreparedFlow>>,
+    /// name → the stored definition the current flow was prepared from, so that a reload only
+    /// prepares (parses templates and paths, builds verifiers) what changed
+    sources: HashMap<String, String>,
 }
 
 #[derive(Default)]
@@ -43,6 +46,32 @@ impl Catalog {
         let rows = store.list_flows().await?;
         let mut next = Inner::default();
         for row in rows {
+            let unchanged = {
+                let inner = self.inner.read().expect("catalog lock");
+                match (inner.current.get(&row.name), inner.sources.get(&row.name)) {
+                    (Some((version, flow)), Some(source))
+                        if *version == row.version && *source == row.definition =>
+                    {
+                        Some((flow.clone(), inner.verifiers.get(&row.name).cloned()))
+                    }
+                    _ => None,
+                }
+            };
+            if let Some((flow, verifier)) = unchanged {
+                if let Trigger::Webhook(w) = &flow.flow.trigger
+                    && (w.verify.is_none() || verifier.is_some())
+                {
+                    next.routes.insert(w.path.clone(), row.name.clone());
+                }
+                if let Some(v) = verifier {
+                    next.verifiers.insert(row.name.clone(), v);
+                }
+                next.versions
+                    .insert((row.name.clone(), row.version), flow.clone());
+                next.sources.insert(row.name.clone(), row.definition);
+                next.current.insert(row.name, (row.version, flow));
+                continue;
+            }
             let doc: Value = serde_json::from_str(&row.definition)?;
             // Stored flows were valid when saved; secrets may have gone since, which shows at run time.
             let cx = ValidateCx {
@@ -69,6 +98,7 @@ impl Catalog {
                     }
                     next.versions
                         .insert((row.name.clone(), row.version), flow.clone());
+                    next.sources.insert(row.name.clone(), row.definition);
                     next.current.insert(row.name, (row.version, flow));
                 }
                 Err(issues) => {

@@ -16,6 +16,7 @@ pub mod queue;
 pub mod runs;
 pub mod schedules;
 pub mod secrets;
+pub mod steps;
 pub mod tokens;
 pub mod users;
 pub mod writer;
@@ -35,6 +36,10 @@ pub enum SqliteSync {
 #[derive(Clone)]
 pub struct Store {
     pub db: DatabaseConnection,
+    /// Decrypted secrets, shared by every clone of this handle.
+    pub(crate) secrets_cache: std::sync::Arc<secrets::SecretsCache>,
+    /// Group commit of step records.
+    pub(crate) step_writer: steps::SharedStepWriter,
 }
 
 impl Store {
@@ -62,7 +67,11 @@ impl Store {
         }
         let db = Database::connect(opts).await?;
         Migrator::up(&db, None).await?;
-        Ok(Store { db })
+        Ok(Store {
+            db,
+            secrets_cache: Default::default(),
+            step_writer: Default::default(),
+        })
     }
 
     /// `sqlite://<dir>/hookflow.db` for a data directory.

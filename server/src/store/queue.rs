@@ -270,7 +270,8 @@ impl Store {
              WHERE id = $5 AND worker = $6 AND status = 'running'",
             vec![status.into(), error.into(), output.into(), now_ms().into(), id.into(), worker.into()],
         );
-        Ok(self.db.execute_raw(stmt).await?.rows_affected() > 0)
+        // Group-committed with the step records of other runs (`store::steps`).
+        Ok(self.exec_grouped(stmt).await? > 0)
     }
 
     /// Claim up to `limit` deliveries that are due, at most `budget.room(url)` to any one

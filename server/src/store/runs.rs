@@ -1,10 +1,7 @@
 //! Runs and their step records: what the API shows and what a resumed run keeps.
 
 use flows_engine::{StepRecord, StepStatus};
-use sea_orm::{
-    ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-    sea_query::OnConflict,
-};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use serde_json::{Value, json};
 
 use super::{
@@ -134,23 +131,8 @@ impl Store {
             started_at: Set(rec.started_at.timestamp_millis()),
             duration_ms: Set(rec.duration_ms as i64),
         };
-        step_runs::Entity::insert(row)
-            .on_conflict(
-                OnConflict::columns([step_runs::Column::RunId, step_runs::Column::StepId])
-                    .update_columns([
-                        step_runs::Column::Status,
-                        step_runs::Column::Input,
-                        step_runs::Column::Output,
-                        step_runs::Column::Error,
-                        step_runs::Column::Attempts,
-                        step_runs::Column::StartedAt,
-                        step_runs::Column::DurationMs,
-                    ])
-                    .to_owned(),
-            )
-            .exec_without_returning(&self.db)
-            .await?;
-        Ok(())
+        // Through the step writer: concurrent runs share one commit.
+        self.write_step_row(row).await
     }
 
     /// Queue a failed run again as a new attempt: its failed and skipped steps are forgotten,

@@ -1,6 +1,14 @@
 //! Secrets, encrypted at rest with AES-256-GCM (a fresh nonce per value, stored beside it).
 
-use std::{collections::HashMap, path::Path};
+use std::{
+    collections::HashMap,
+    path::Path,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use aes_gcm::{
     Aes256Gcm, Nonce,
@@ -62,6 +70,44 @@ impl MasterKey {
     }
 }
 
+/// Decrypted secrets kept in memory, so that verifying a webhook or starting a run does not
+/// read and decrypt every secret each time. A change made through this process empties it at
+/// once; a change made by another process (the CLI, another server on the same PostgreSQL
+/// database) shows after at most [`SECRETS_TTL`].
+#[derive(Default)]
+pub struct SecretsCache {
+    /// Bumped by every local change; a load that overlapped one is not kept.
+    generation: AtomicU64,
+    entry: Mutex<Option<CachedSecrets>>,
+}
+
+struct CachedSecrets {
+    loaded: Instant,
+    generation: u64,
+    /// The master key they were decrypted with.
+    key: Vec<u8>,
+    values: Arc<HashMap<String, String>>,
+}
+
+/// How long secrets read from the database are reused.
+pub const SECRETS_TTL: Duration = Duration::from_secs(1);
+
+impl SecretsCache {
+    fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        *self.entry.lock().expect("secrets cache lock") = None;
+    }
+
+    fn get(&self, key: &MasterKey) -> Option<Arc<HashMap<String, String>>> {
+        let entry = self.entry.lock().expect("secrets cache lock");
+        let e = entry.as_ref()?;
+        (e.loaded.elapsed() < SECRETS_TTL
+            && e.generation == self.generation.load(Ordering::SeqCst)
+            && e.key == key.0.as_slice())
+        .then(|| e.values.clone())
+    }
+}
+
 /// Secret names are identifiers, so `{{ secrets.NAME }}` can reference them.
 pub fn check_secret_name(name: &str) -> Result<(), Error> {
     let ok = name.len() <= 64
@@ -112,15 +158,18 @@ impl Store {
             )
             .exec(&self.db)
             .await?;
+        self.secrets_cache.invalidate();
         Ok(())
     }
 
     pub async fn delete_secret(&self, name: &str) -> Result<bool, Error> {
-        Ok(secrets::Entity::delete_by_id(name.to_string())
+        let deleted = secrets::Entity::delete_by_id(name.to_string())
             .exec(&self.db)
             .await?
             .rows_affected
-            > 0)
+            > 0;
+        self.secrets_cache.invalidate();
+        Ok(deleted)
     }
 
     pub async fn secret_names(&self) -> Result<Vec<(String, i64)>, Error> {
@@ -131,8 +180,25 @@ impl Store {
         Ok(rows.into_iter().map(|r| (r.name, r.updated_at)).collect())
     }
 
-    /// Every secret, decrypted. A value that fails to decrypt (wrong master key) is an error.
+    /// Every secret, decrypted (from the in-memory cache when it is fresh). A value that fails
+    /// to decrypt (wrong master key) is an error.
     pub async fn load_secrets(&self, key: &MasterKey) -> Result<HashMap<String, String>, Error> {
+        if let Some(values) = self.secrets_cache.get(key) {
+            return Ok((*values).clone());
+        }
+        let generation = self.secrets_cache.generation.load(Ordering::SeqCst);
+        let values = self.read_secrets(key).await?;
+        *self.secrets_cache.entry.lock().expect("secrets cache lock") = Some(CachedSecrets {
+            loaded: Instant::now(),
+            generation,
+            key: key.0.to_vec(),
+            values: Arc::new(values.clone()),
+        });
+        Ok(values)
+    }
+
+    /// Every secret, read and decrypted now.
+    async fn read_secrets(&self, key: &MasterKey) -> Result<HashMap<String, String>, Error> {
         let rows = secrets::Entity::find().all(&self.db).await?;
         let cipher = key.cipher();
         rows.into_iter()
