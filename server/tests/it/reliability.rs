@@ -17,6 +17,70 @@ use crate::{
     utils::{Sink, flow, start_with, test_database, webhook},
 };
 
+/// A receiver that holds every request to `/held` until it is opened (and answers others at
+/// once), so tests can look at what happens while a receiver is slow without timing anything.
+struct Gate {
+    base: String,
+    held: Arc<std::sync::atomic::AtomicUsize>,
+    open: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Gate {
+    async fn start() -> Gate {
+        let held = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (open, rx) = tokio::sync::watch::channel(false);
+        let h = held.clone();
+        let app = axum::Router::new()
+            .route(
+                "/held",
+                axum::routing::any(move || {
+                    let (h, mut rx) = (h.clone(), rx.clone());
+                    async move {
+                        h.fetch_add(1, Ordering::SeqCst);
+                        let _ = rx.wait_for(|open| *open).await;
+                        "ok"
+                    }
+                }),
+            )
+            .fallback(|| async { "ok" });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Gate {
+            base,
+            held,
+            open,
+            task,
+        }
+    }
+
+    fn held(&self) -> usize {
+        self.held.load(Ordering::SeqCst)
+    }
+
+    /// Wait until at least `n` requests are being held.
+    async fn wait_held(&self, n: usize) {
+        for _ in 0..1500 {
+            if self.held() >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("only {} requests reached the gate", self.held());
+    }
+
+    fn open(&self) {
+        self.open.send_replace(true);
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// Requests at `path` by their `Idempotency-Key` (`<run>:<step>`, sent by http steps).
 fn by_key(sink: &Sink, path: &str) -> HashMap<String, usize> {
     let mut out = HashMap::new();
@@ -315,21 +379,21 @@ async fn runs_still_going_after_the_grace_period_are_handed_back() {
     assert_eq!(first["status"], "succeeded");
 }
 
-/// One slow flow cannot take every worker: with a per-flow cap, another flow's runs start while
-/// the slow flow still has a backlog.
+/// One slow flow cannot take every worker: with a per-flow cap, another flow's runs run while
+/// the slow flow's runs are stuck and more of them wait.
 #[tokio::test]
 async fn a_slow_flow_does_not_starve_the_others() {
-    let sink = Sink::start().await;
-    sink.answer("/slow", 200, Duration::from_millis(300));
+    let gate = Gate::start().await;
     let srv = start_with(|c| {
         c.workers = 4;
         c.reliability.flow_concurrency = Some(2);
     })
     .await;
+    let held = format!("{}/held", gate.base);
     srv.create_flow(flow(
         "slow",
         webhook("slow"),
-        json!([{"id": "call", "type": "http", "url": sink.url("/slow")}]),
+        json!([{"id": "call", "type": "http", "url": held, "timeout_ms": 60000}]),
     ))
     .await;
     srv.create_flow(flow(
@@ -347,42 +411,28 @@ async fn a_slow_flow_does_not_starve_the_others() {
                 .to_string(),
         );
     }
-    let mut fast = Vec::new();
+    gate.wait_held(2).await;
+    // Without the cap all four workers would now be stuck in the slow flow.
     for _ in 0..4 {
-        fast.push(
-            srv.hook("fast", json!({})).await.1["run_id"]
-                .as_str()
-                .unwrap()
-                .to_string(),
-        );
+        let run = srv.hook_and_wait("fast", json!({})).await;
+        assert_eq!(run["status"], "succeeded");
     }
-    let mut fast_done = Vec::new();
-    for id in &fast {
-        fast_done.push(srv.wait_run(id).await);
-    }
-    let mut slow_runs = Vec::new();
-    for id in &slow {
-        slow_runs.push(srv.wait_run(id).await);
-    }
-    let ts =
-        |r: &Value, k: &str| chrono::DateTime::parse_from_rfc3339(r[k].as_str().unwrap()).unwrap();
-    let last_fast_start = fast_done.iter().map(|r| ts(r, "started_at")).max().unwrap();
-    let slow_before = slow_runs
-        .iter()
-        .filter(|r| ts(r, "started_at") <= last_fast_start)
-        .count();
-    assert!(
-        slow_before <= 4,
-        "fast runs waited behind {slow_before} slow runs"
+    assert_eq!(
+        gate.held(),
+        2,
+        "the slow flow holds no more workers than its cap"
     );
-    // Never more than the cap of slow runs at once: count the runs going at each start.
-    for r in &slow_runs {
-        let at = ts(r, "started_at");
-        let going = slow_runs
-            .iter()
-            .filter(|o| ts(o, "started_at") <= at && at < ts(o, "finished_at"))
-            .count();
-        assert!(going <= 2, "{going} slow runs at once");
+    let store = srv.app().store.clone();
+    let running = count(
+        &store,
+        "SELECT COUNT(*) AS n FROM runs WHERE flow = 'slow' AND status = 'running'",
+        vec![],
+    )
+    .await;
+    assert_eq!(running, 2);
+    gate.open();
+    for id in &slow {
+        assert_eq!(srv.wait_run(id).await["status"], "succeeded");
     }
 }
 
@@ -390,17 +440,15 @@ async fn a_slow_flow_does_not_starve_the_others() {
 /// the slow one still has a backlog.
 #[tokio::test]
 async fn a_slow_receiver_does_not_hold_every_delivery_slot() {
-    let sink = Sink::start().await;
-    // The slow receiver holds every request it gets for a long time; without a per-endpoint
-    // cap its backlog would take all 16 sending slots and the other endpoint would wait.
-    sink.answer("/slow", 200, Duration::from_secs(8));
+    let gate = Gate::start().await;
     let srv = start_with(|_| {}).await;
     srv.create_flow(flow(
         "to-slow",
         webhook("to-slow"),
-        json!([{"id": "out", "type": "webhook_out", "url": sink.url("/slow")}]),
+        json!([{"id": "out", "type": "webhook_out", "url": format!("{}/held", gate.base)}]),
     ))
     .await;
+    let sink = Sink::start().await;
     srv.create_flow(flow(
         "to-fast",
         webhook("to-fast"),
@@ -410,14 +458,13 @@ async fn a_slow_receiver_does_not_hold_every_delivery_slot() {
     for i in 0..24 {
         srv.hook_and_wait("to-slow", json!({"i": i})).await;
     }
+    gate.wait_held(4).await;
     srv.hook_and_wait("to-fast", json!({})).await;
+    // Without a per-endpoint cap, 16 held deliveries would fill every sending slot.
     let fast = sink.wait_for("/fast", 1, Duration::from_secs(30)).await;
-    assert_eq!(fast.len(), 1);
-    let slow_in_flight = sink.received_at("/slow").len();
-    assert!(
-        slow_in_flight <= 4,
-        "{slow_in_flight} deliveries to the slow endpoint at once"
-    );
+    assert_eq!(fast.len(), 1, "the other endpoint got its delivery");
+    assert_eq!(gate.held(), 4, "deliveries to the slow endpoint at once");
+    gate.open();
 }
 
 /// Retention: count per flow, age, payloads of successful runs, expired dedupe keys.
