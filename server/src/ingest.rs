@@ -98,14 +98,14 @@ pub async fn accept_webhook(
         received_at: Set(now),
         dedupe_key: Set(dedupe.as_ref().map(|(k, _)| k.clone())),
     };
-    let run = new_run(flow, version, &trigger, 0, None, None);
-    let id = run.id.clone().unwrap();
+    let (id, mut run) = new_run(flow, version, &trigger, 0, None, None);
+    run.event_id = Set(Some(event_id));
     let dedupe = dedupe.map(|(key, window)| (key, now + window.as_millis() as i64));
     let accepted = app
         .writer
         .submit(NewRun {
             event: Some(event),
-            run: run.with_event(event_id),
+            run,
             dedupe,
         })
         .await?;
@@ -154,39 +154,18 @@ pub async fn queue_trigger(
     parent: Option<(String, String)>,
     key: Option<String>,
 ) -> Result<String, Error> {
-    let run = new_run(flow, version, trigger, depth, parent, key);
-    let id = run.id.clone().unwrap();
+    let (id, run) = new_run(flow, version, trigger, depth, parent, key);
     app.writer
         .submit(NewRun {
             event: None,
-            run: run.into_active(),
+            run,
             dedupe: None,
         })
         .await?;
     Ok(id)
 }
 
-/// The fields of a new queued run.
-struct RunRow(runs::ActiveModel);
-
-impl RunRow {
-    fn with_event(mut self, event_id: String) -> runs::ActiveModel {
-        self.0.event_id = Set(Some(event_id));
-        self.0
-    }
-
-    fn into_active(self) -> runs::ActiveModel {
-        self.0
-    }
-}
-
-impl std::ops::Deref for RunRow {
-    type Target = runs::ActiveModel;
-    fn deref(&self) -> &runs::ActiveModel {
-        &self.0
-    }
-}
-
+/// A new queued run and its id.
 fn new_run(
     flow: &str,
     version: i64,
@@ -194,11 +173,12 @@ fn new_run(
     depth: i32,
     parent: Option<(String, String)>,
     key: Option<String>,
-) -> RunRow {
+) -> (String, runs::ActiveModel) {
     let now = now_ms();
     let (parent_run, parent_step) = parent.unzip();
-    RunRow(runs::ActiveModel {
-        id: Set(new_id("run")),
+    let id = new_id("run");
+    let run = runs::ActiveModel {
+        id: Set(id.clone()),
         flow: Set(flow.to_string()),
         version: Set(version),
         event_id: Set(None),
@@ -217,5 +197,6 @@ fn new_run(
         created_at: Set(now),
         started_at: Set(None),
         finished_at: Set(None),
-    })
+    };
+    (id, run)
 }

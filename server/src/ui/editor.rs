@@ -912,10 +912,7 @@ async fn step_post(
             let before = Some(get(&p, "insert_before")).filter(|b| !b.is_empty());
             let mut doc = edit::insert_step(&l.doc, step, after, before);
             // The "runs after" boxes win over the insertion point when the user changed them.
-            let chosen: Vec<String> = forms::all(&p, "after")
-                .into_iter()
-                .map(str::to_string)
-                .collect();
+            let chosen = deps;
             let implied: Vec<String> = after.map(|a| vec![a.to_string()]).unwrap_or_default();
             if chosen != implied
                 && let Some(s) = step_json(&doc, &new_id).cloned()
