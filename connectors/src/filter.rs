@@ -61,6 +61,10 @@ impl StepExec for Filter {
         })
     }
 
+    fn has_effects(&self) -> bool {
+        false
+    }
+
     fn summary(&self) -> String {
         self.condition.summary()
     }

@@ -51,6 +51,10 @@ impl StepExec for Transform {
             .map_err(|e| StepFailure::new(e.to_string()))
     }
 
+    fn has_effects(&self) -> bool {
+        false
+    }
+
     fn summary(&self) -> String {
         match &self.output {
             TemplateValue::Object(fields) => {

@@ -31,6 +31,12 @@ pub trait StepExec: Send + Sync + fmt::Debug {
     }
     /// Secret names the step's templates reference.
     fn secret_refs(&self) -> Vec<String>;
+    /// Whether running the step reaches outside the run (a request, a delivery, a chained run).
+    /// Such a step's record is committed before anything after it starts, so that a resumed run
+    /// never repeats it; a step without effects (`false`) may be computed again instead.
+    fn has_effects(&self) -> bool {
+        true
+    }
 }
 
 /// What a step sees while it runs.

@@ -94,7 +94,11 @@ pub struct StepRecord {
 /// Where finished steps go (the database, or a list in tests).
 #[async_trait]
 pub trait StepSink: Send + Sync {
-    async fn record(&self, run: &RunInfo, rec: &StepRecord) -> Result<(), String>;
+    /// Record a finished step. `durable`: return only once the record is committed (the step
+    /// had effects outside the run, see [`StepExec::has_effects`](crate::StepExec::has_effects)).
+    /// Otherwise the record may be committed later, but no later than the next durable record
+    /// or the end of the run.
+    async fn record(&self, run: &RunInfo, rec: &StepRecord, durable: bool) -> Result<(), String>;
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -173,7 +177,7 @@ pub async fn execute(
                         started_at: Utc::now(),
                         duration_ms: 0,
                     };
-                    record(env, run, &rec).await?;
+                    record(env, run, &rec, false).await?;
                     done[i] = Some(rec);
                     progressed = true;
                     continue;
@@ -196,7 +200,7 @@ pub async fn execute(
             break;
         };
         spare.push(ctx);
-        record(env, run, &rec).await?;
+        record(env, run, &rec, flow.nodes[i].exec.has_effects()).await?;
         if rec.status == StepStatus::Failed
             && steps[i].on_error == OnError::Fail
             && failure.is_none()
@@ -236,9 +240,14 @@ pub async fn execute(
     })
 }
 
-async fn record(env: &Env<'_>, run: &RunInfo, rec: &StepRecord) -> Result<(), ExecError> {
+async fn record(
+    env: &Env<'_>,
+    run: &RunInfo,
+    rec: &StepRecord,
+    durable: bool,
+) -> Result<(), ExecError> {
     env.sink
-        .record(run, rec)
+        .record(run, rec, durable)
         .await
         .map_err(|error| ExecError::Sink {
             step: rec.step_id.clone(),
@@ -372,12 +381,14 @@ mod tests {
     };
 
     /// Test step: sleeps `ms`, then fails when `fail` is set, stops when `stop` is set, else
-    /// outputs `{"id", "input"}`. Counts its invocations.
+    /// outputs `{"id", "input"}`; without effects outside the run when `pure` is set. Counts its
+    /// invocations.
     #[derive(Debug)]
     struct Probe {
         ms: u64,
         fail: bool,
         stop: bool,
+        pure: bool,
         calls: Arc<Mutex<Vec<String>>>,
     }
 
@@ -402,6 +413,9 @@ mod tests {
         fn secret_refs(&self) -> Vec<String> {
             Vec::new()
         }
+        fn has_effects(&self) -> bool {
+            !self.pure
+        }
     }
 
     struct ProbeConnector(Arc<Mutex<Vec<String>>>);
@@ -419,6 +433,7 @@ mod tests {
                 ms: c.get("ms").and_then(Value::as_u64).unwrap_or(0),
                 fail: flag("fail"),
                 stop: flag("stop"),
+                pure: flag("pure"),
                 calls: self.0.clone(),
             }))
         }
@@ -439,19 +454,25 @@ mod tests {
         }
     }
 
+    /// Records in order, and the ids of those asked to be durable.
     #[derive(Default)]
-    struct Recorded(Mutex<Vec<StepRecord>>);
+    struct Recorded(Mutex<Vec<StepRecord>>, Mutex<Vec<String>>);
 
     #[async_trait]
     impl StepSink for Recorded {
-        async fn record(&self, _: &RunInfo, rec: &StepRecord) -> Result<(), String> {
+        async fn record(&self, _: &RunInfo, rec: &StepRecord, durable: bool) -> Result<(), String> {
             self.0.lock().unwrap().push(rec.clone());
+            if durable {
+                self.1.lock().unwrap().push(rec.step_id.clone());
+            }
             Ok(())
         }
     }
 
     struct Harness {
         calls: Arc<Mutex<Vec<String>>>,
+        /// Steps whose records the last run asked to be durable.
+        durable: Mutex<Vec<String>>,
         registry: Registry,
     }
 
@@ -460,7 +481,11 @@ mod tests {
             let calls = Arc::new(Mutex::new(Vec::new()));
             let mut registry = Registry::new();
             registry.register(Arc::new(ProbeConnector(calls.clone())));
-            Self { calls, registry }
+            Self {
+                calls,
+                durable: Mutex::default(),
+                registry,
+            }
         }
 
         async fn run(&self, steps: Value, prior: Vec<StepRecord>) -> (RunOutcome, Vec<StepRecord>) {
@@ -491,6 +516,7 @@ mod tests {
             };
             let trigger = json!({"body": {"n": 1}});
             let out = execute(&flow, &trigger, &run, prior, &env).await.unwrap();
+            *self.durable.lock().unwrap() = sink.1.into_inner().unwrap();
             (out, sink.0.into_inner().unwrap())
         }
 
@@ -598,5 +624,24 @@ mod tests {
         assert_eq!(recs.len(), 1, "only the new step is recorded");
         assert_eq!(rec(&recs, "second").input, json!({"kept": true}));
         assert_eq!(out.records.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn only_steps_with_effects_wait_for_a_durable_record() {
+        let h = Harness::new();
+        let (out, recs) = h
+            .run(
+                json!([
+                    {"id": "shape", "type": "probe", "pure": true},
+                    {"id": "call", "type": "probe"},
+                    {"id": "gate", "type": "probe", "pure": true, "stop": true},
+                    {"id": "after_gate", "type": "probe"}
+                ]),
+                vec![],
+            )
+            .await;
+        assert_eq!(out.status, RunStatus::Filtered);
+        assert_eq!(recs.len(), 4, "every step is recorded");
+        assert_eq!(*h.durable.lock().unwrap(), ["call"]);
     }
 }

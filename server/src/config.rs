@@ -6,6 +6,10 @@ use clap::Args;
 
 use crate::store::{SqliteSync, Store, secrets::MasterKey};
 
+/// Runs executed at once by one process. They are tasks waiting on I/O most of the time
+/// (requests, commits), so many are cheap; more in flight also means larger group commits.
+pub const DEFAULT_WORKERS: usize = 128;
+
 /// Where data lives.
 #[derive(Debug, Clone, Args)]
 pub struct DbArgs {
@@ -78,7 +82,7 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub db: DbArgs,
     /// Runs executed at once by this process.
-    #[arg(long, env = "HOOKFLOW_WORKERS", default_value_t = 32)]
+    #[arg(long, env = "HOOKFLOW_WORKERS", default_value_t = DEFAULT_WORKERS)]
     pub workers: usize,
     /// Flow files or directories to import at start (existing flows are replaced when changed).
     #[arg(long, env = "HOOKFLOW_IMPORT", value_delimiter = ',')]
@@ -207,7 +211,7 @@ impl ServeArgs {
                 data_dir,
                 sqlite_synchronous: SqliteSync::Full,
             },
-            workers: 32,
+            workers: DEFAULT_WORKERS,
             import: Vec::new(),
             allow_private_targets: false,
             max_body_bytes: 1024 * 1024,

@@ -182,6 +182,7 @@ async fn delete_runs(store: &Store, ids: &[String]) -> Result<u64, Error> {
     }
     let list = placeholders(0, ids.len());
     let values: Vec<DbValue> = ids.iter().map(|i| i.clone().into()).collect();
+    let _turn = store.write_turn().await;
     let txn = store.db.begin().await?;
     for sql in [
         format!("DELETE FROM step_runs WHERE run_id IN ({list})"),
@@ -277,6 +278,7 @@ async fn drop_payloads(
         if !strip.is_empty() {
             let list = placeholders(0, strip.len());
             let values: Vec<DbValue> = strip.iter().map(|i| i.clone().into()).collect();
+            let _turn = store.write_turn().await;
             let txn = store.db.begin().await?;
             n += txn
                 .execute_raw(store.stmt(

@@ -24,7 +24,7 @@ use crate::{
         deliveries::delivery_json,
         entities::{deliveries, runs},
         now_ms,
-        queue::{DELIVERIES_CHANNEL, FlowBudget},
+        queue::{Claimed, DELIVERIES_CHANNEL, FlowBudget},
         runs::step_record,
     },
 };
@@ -45,13 +45,18 @@ pub async fn run_dispatcher(app: AppState) {
     let mut budget = FlowBudget::new(app.cfg.reliability.flow_cap(workers));
     let mut running: JoinSet<()> = JoinSet::new();
     let mut flows: HashMap<tokio::task::Id, String> = HashMap::new();
+    // While a backlog waits, claim for several free workers at once rather than once per
+    // finished run: every claim is a commit of its own.
+    let batch = (workers / 8).max(1);
+    // The last claim filled every slot it asked for: more runs are probably waiting.
+    let mut backlog = false;
     loop {
         while let Some(res) = running.try_join_next_with_id() {
             settle(res, &mut flows, &mut budget);
         }
         let free = workers.saturating_sub(running.len());
         let mut claimed_all = false;
-        if free > 0 {
+        if free >= if backlog { batch } else { 1 } {
             let want = free.min(MAX_CLAIM);
             match app
                 .store
@@ -60,11 +65,13 @@ pub async fn run_dispatcher(app: AppState) {
             {
                 Ok(claimed) => {
                     claimed_all = claimed.len() == want;
-                    for run in claimed {
+                    backlog = claimed_all;
+                    for Claimed { run, first_start } in claimed {
                         budget.take(&run.flow);
                         let app = app.clone();
                         let flow = run.flow.clone();
-                        let handle = running.spawn(async move { execute_claimed(&app, run).await });
+                        let handle = running
+                            .spawn(async move { execute_claimed(&app, run, first_start).await });
                         flows.insert(handle.id(), flow);
                     }
                 }
@@ -167,11 +174,12 @@ impl Drop for Heartbeat {
     }
 }
 
-/// Execute one claimed run to its end (or until its lease is lost).
-pub async fn execute_claimed(app: &App, run: runs::Model) {
+/// Execute one claimed run to its end (or until its lease is lost). `first_start`: the run
+/// never started before, so it has no step records to resume from.
+pub async fn execute_claimed(app: &App, run: runs::Model, first_start: bool) {
     let id = run.id.clone();
     let heartbeat = Heartbeat::start(app, &id);
-    let result = execute_run(app, &run).await;
+    let result = execute_run(app, &run, first_start).await;
     drop(heartbeat);
     match result {
         Ok((status, error, output)) => {
@@ -204,6 +212,7 @@ pub async fn execute_claimed(app: &App, run: runs::Model) {
 async fn execute_run(
     app: &App,
     run: &runs::Model,
+    first_start: bool,
 ) -> Result<(RunStatus, Option<String>, Value), Error> {
     let flow = match app
         .catalog
@@ -215,10 +224,12 @@ async fn execute_run(
         Err(e) => return Err(e),
     };
     let trigger: Value = serde_json::from_str(&run.trigger)?;
-    let prior: Vec<StepRecord> = app
-        .store
-        .run_steps(&run.id)
-        .await?
+    let recorded = if first_start {
+        Vec::new()
+    } else {
+        app.store.run_steps(&run.id).await?
+    };
+    let prior: Vec<StepRecord> = recorded
         .iter()
         // A finished step whose payloads were not saved (`--save-steps`) cannot feed the steps
         // after it, so it runs again.
@@ -263,10 +274,10 @@ struct StoreSink<'a> {
 
 #[async_trait]
 impl StepSink for StoreSink<'_> {
-    async fn record(&self, run: &RunInfo, rec: &StepRecord) -> Result<(), String> {
+    async fn record(&self, run: &RunInfo, rec: &StepRecord, durable: bool) -> Result<(), String> {
         self.app
             .store
-            .record_step(&run.id, rec)
+            .record_step(&run.id, rec, durable)
             .await
             .map_err(|e| e.to_string())
     }

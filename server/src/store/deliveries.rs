@@ -2,7 +2,7 @@
 
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    Set,
+    Set, TransactionTrait,
 };
 use serde_json::{Value, json};
 
@@ -55,7 +55,11 @@ impl Store {
             }
             return Ok(d.id);
         }
-        match row.insert(&self.db).await {
+        let inserted = {
+            let _turn = self.write_turn().await;
+            row.insert(&self.db).await
+        };
+        match inserted {
             Ok(d) => Ok(d.id),
             Err(e) => match self.find_delivery_by_key(key).await? {
                 Some(d) => Ok(d.id),
@@ -117,6 +121,8 @@ impl Store {
     ) -> Result<(), Error> {
         let now = now_ms();
         let attempt = d.attempts + 1;
+        let _turn = self.write_turn().await;
+        let txn = self.db.begin().await?;
         delivery_attempts::ActiveModel {
             id: Set(flows_engine::ids::new_id("att")),
             delivery_id: Set(d.id.clone()),
@@ -127,7 +133,7 @@ impl Store {
             duration_ms: Set(r.duration_ms),
             at: Set(now),
         }
-        .insert(&self.db)
+        .insert(&txn)
         .await?;
         let mut row: deliveries::ActiveModel = d.clone().into();
         row.attempts = Set(attempt);
@@ -140,7 +146,8 @@ impl Store {
             (false, Some(at)) => row.next_attempt_at = Set(at),
             (false, None) => row.status = Set("failed".into()),
         }
-        row.update(&self.db).await?;
+        row.update(&txn).await?;
+        txn.commit().await?;
         Ok(())
     }
 

@@ -16,6 +16,7 @@ pub mod queue;
 pub mod runs;
 pub mod schedules;
 pub mod secrets;
+mod sqlite_tuning;
 pub mod steps;
 pub mod tokens;
 pub mod users;
@@ -40,7 +41,15 @@ pub struct Store {
     pub(crate) secrets_cache: std::sync::Arc<secrets::SecretsCache>,
     /// Group commit of step records.
     pub(crate) step_writer: steps::SharedStepWriter,
+    /// Turns at SQLite's single write lock (see [`Store::write_turn`]).
+    pub(crate) write_gate: WriteGate,
 }
+
+/// SQLite lets one connection write at a time. When two of this process's connections collide
+/// on that lock, the loser's busy handler *sleeps* (1, 2, 5, 10… ms) before trying again, while
+/// the disk sits idle. Writers on SQLite take turns here instead, in arrival order; the busy
+/// handler is left for other processes (the CLI). PostgreSQL needs no turns.
+pub(crate) type WriteGate = std::sync::Arc<tokio::sync::Mutex<()>>;
 
 impl Store {
     /// Connect, tune and migrate. `url` is `sqlite://<file>` or `postgres://...`.
@@ -61,6 +70,9 @@ impl Store {
                         })
                         .busy_timeout(Duration::from_secs(10))
                         .create_if_missing(true)
+                })
+                .map_sqlx_sqlite_pool_opts(|o| {
+                    o.after_connect(|conn, _| Box::pin(sqlite_tuning::plan_once(conn)))
                 });
         } else {
             opts.max_connections(16).min_connections(1);
@@ -71,7 +83,13 @@ impl Store {
             db,
             secrets_cache: Default::default(),
             step_writer: Default::default(),
+            write_gate: Default::default(),
         })
+    }
+
+    /// Wait for this process's turn to write (SQLite); hold the guard until the commit.
+    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        write_turn(&self.db, &self.write_gate).await
     }
 
     /// `sqlite://<dir>/hookflow.db` for a data directory.
@@ -117,6 +135,17 @@ impl Store {
 
     pub async fn ping(&self) -> Result<(), DbErr> {
         self.db.execute_unprepared("SELECT 1").await.map(|_| ())
+    }
+}
+
+/// [`Store::write_turn`] for a task that holds the connection and the gate, not the store.
+pub(crate) async fn write_turn<'a>(
+    db: &DatabaseConnection,
+    gate: &'a WriteGate,
+) -> Option<tokio::sync::MutexGuard<'a, ()>> {
+    match db.get_database_backend() {
+        DatabaseBackend::Sqlite => Some(gate.lock().await),
+        _ => None,
     }
 }
 

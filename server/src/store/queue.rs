@@ -18,6 +18,13 @@ pub const RUNS_CHANNEL: &str = "hookflow_runs";
 /// `NOTIFY` channel: deliveries were queued or released.
 pub const DELIVERIES_CHANNEL: &str = "hookflow_deliveries";
 
+/// A run this process now holds.
+pub struct Claimed {
+    pub run: runs::Model,
+    /// Never started before: it has no step records to load.
+    pub first_start: bool,
+}
+
 /// How many more runs of each flow (or deliveries to each endpoint) this process may take: `cap`
 /// minus those it has in hand.
 #[derive(Debug, Default, Clone)]
@@ -118,7 +125,7 @@ impl Store {
         limit: u64,
         lease_ms: i64,
         budget: &FlowBudget,
-    ) -> Result<Vec<runs::Model>, Error> {
+    ) -> Result<Vec<Claimed>, Error> {
         let now = now_ms();
         let mut values: Vec<DbValue> = vec![
             worker.into(),
@@ -155,7 +162,16 @@ impl Store {
             self.skip_locked()
         );
         let stmt = self.stmt(&sql, values);
-        Ok(runs::Model::find_by_statement(stmt).all(&self.db).await?)
+        let _turn = self.write_turn().await;
+        let claimed = runs::Model::find_by_statement(stmt).all(&self.db).await?;
+        Ok(claimed
+            .into_iter()
+            .map(|run| Claimed {
+                // Only this claim sets `started_at` to its own `now` (it is kept from then on).
+                first_start: run.started_at == Some(now),
+                run,
+            })
+            .collect())
     }
 
     /// Extend the leases of every run `worker` holds (one statement for all of them).
@@ -164,6 +180,7 @@ impl Store {
             "UPDATE runs SET lease_until = $1 WHERE worker = $2 AND status = 'running'",
             vec![(now_ms() + lease_ms).into(), worker.into()],
         );
+        let _turn = self.write_turn().await;
         Ok(self.db.execute_raw(stmt).await?.rows_affected())
     }
 
@@ -243,6 +260,7 @@ impl Store {
             "UPDATE runs SET lease_until = $1 WHERE id = $2 AND worker = $3 AND status = 'running'",
             vec![(now_ms() + lease_ms).into(), id.into(), worker.into()],
         );
+        let _turn = self.write_turn().await;
         Ok(self.db.execute_raw(stmt).await?.rows_affected() > 0)
     }
 
@@ -307,6 +325,7 @@ impl Store {
              ORDER BY next_attempt_at, id LIMIT $3{}) RETURNING *",
             self.skip_locked()
         );
+        let _turn = self.write_turn().await;
         Ok(
             deliveries::Model::find_by_statement(self.stmt(&sql, values))
                 .all(&self.db)

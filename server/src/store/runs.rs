@@ -118,7 +118,14 @@ impl Store {
     }
 
     /// Record one finished step (replacing an earlier record of the same step, e.g. on retry).
-    pub async fn record_step(&self, run_id: &str, rec: &StepRecord) -> Result<(), Error> {
+    /// `durable`: return once it is committed; otherwise once it is queued for the next group
+    /// commit (which the run's end, or its next durable record, waits for).
+    pub async fn record_step(
+        &self,
+        run_id: &str,
+        rec: &StepRecord,
+        durable: bool,
+    ) -> Result<(), Error> {
         let text = |v: &Value| serde_json::to_string(v).ok();
         let row = step_runs::ActiveModel {
             run_id: Set(run_id.to_string()),
@@ -132,7 +139,7 @@ impl Store {
             duration_ms: Set(rec.duration_ms as i64),
         };
         // Through the step writer: concurrent runs share one commit.
-        self.write_step_row(row).await
+        self.write_step_row(row, durable).await
     }
 
     /// Queue a failed run again as a new attempt: its failed and skipped steps are forgotten,

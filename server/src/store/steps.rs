@@ -13,7 +13,7 @@ use sea_orm::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Store, entities::step_runs};
+use super::{Store, WriteGate, entities::step_runs, write_turn};
 use crate::error::Error;
 
 /// Most records in one transaction.
@@ -39,14 +39,15 @@ pub struct StepWriter {
 }
 
 impl StepWriter {
-    fn sender(&self, db: &DatabaseConnection) -> &mpsc::Sender<Job> {
+    fn sender(&self, db: &DatabaseConnection, gate: &WriteGate) -> &mpsc::Sender<Job> {
         self.tx.get_or_init(|| {
             // Bounded: a slow disk holds runs back instead of queueing records in memory.
             let (tx, mut rx) = mpsc::channel::<Job>(4 * MAX_BATCH);
-            let db = db.clone();
+            let (db, gate) = (db.clone(), gate.clone());
             tokio::spawn(async move {
                 let mut batch = Vec::with_capacity(MAX_BATCH);
                 while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+                    let _turn = write_turn(&db, &gate).await;
                     write_batch(&db, &mut batch).await;
                 }
             });
@@ -56,29 +57,47 @@ impl StepWriter {
 }
 
 impl Store {
-    /// Insert or replace one step record; returns once it is committed.
-    pub(crate) async fn write_step_row(&self, row: step_runs::ActiveModel) -> Result<(), Error> {
-        self.grouped(Op::Step(row)).await.map(|_| ())
+    /// Insert or replace one step record. `durable`: return once it is committed; otherwise
+    /// once it is queued. The writer commits in arrival order, so a queued record is committed
+    /// no later than anything its run writes after it (its next durable record, its end).
+    pub(crate) async fn write_step_row(
+        &self,
+        row: step_runs::ActiveModel,
+        durable: bool,
+    ) -> Result<(), Error> {
+        let wait = self.send(Op::Step(row)).await?;
+        if durable {
+            Self::committed(wait).await?;
+        }
+        Ok(())
     }
 
     /// Execute a write statement in the next group commit; returns the rows it affected once
     /// committed.
     pub(crate) async fn exec_grouped(&self, stmt: Statement) -> Result<u64, Error> {
-        self.grouped(Op::Exec(stmt)).await
+        let wait = self.send(Op::Exec(stmt)).await?;
+        Self::committed(wait).await
     }
 
-    async fn grouped(&self, op: Op) -> Result<u64, Error> {
+    async fn send(&self, op: Op) -> Result<oneshot::Receiver<Result<u64, String>>, Error> {
         let (done, wait) = oneshot::channel();
-        let stopped = || Error::Unavailable("the step writer has stopped".into());
         self.step_writer
-            .sender(&self.db)
+            .sender(&self.db, &self.write_gate)
             .send(Job { op, done })
             .await
             .map_err(|_| stopped())?;
+        Ok(wait)
+    }
+
+    async fn committed(wait: oneshot::Receiver<Result<u64, String>>) -> Result<u64, Error> {
         wait.await
             .map_err(|_| stopped())?
             .map_err(|e| Error::Internal(format!("recording the run: {e}")))
     }
+}
+
+fn stopped() -> Error {
+    Error::Unavailable("the step writer has stopped".into())
 }
 
 /// Shared by every clone of a [`Store`].
@@ -99,47 +118,96 @@ async fn write_batch(db: &DatabaseConnection, batch: &mut Vec<Job>) {
                     .await
                     .map(|n| n[0])
                     .map_err(|e| e.to_string());
-                let _ = job.done.send(res);
+                answer(job, res);
             }
         }
         Err(e) => {
             for job in batch.drain(..) {
-                let _ = job.done.send(Err(e.to_string()));
+                answer(job, Err(e.to_string()));
             }
         }
     }
+}
+
+/// Tell the caller; a record nobody waits for (not durable) is logged when it failed.
+fn answer(job: Job, res: Result<u64, String>) {
+    if let Err(Err(e)) = job.done.send(res) {
+        tracing::warn!(error = %e, "a step record could not be written; the run page will miss it");
+    }
+}
+
+/// Rows per multi-row insert: a few fixed sizes, so that SQLite's statement cache keeps every
+/// shape prepared instead of compiling a new statement for each batch length.
+pub(crate) const CHUNKS: [usize; 4] = [64, 16, 4, 1];
+
+/// `items` split greedily into pieces whose lengths are all in [`CHUNKS`].
+pub(crate) fn fixed_chunks<T>(mut items: Vec<T>) -> Vec<Vec<T>> {
+    let mut out = Vec::new();
+    for size in CHUNKS {
+        while items.len() >= size {
+            let rest = items.split_off(size);
+            out.push(std::mem::replace(&mut items, rest));
+        }
+    }
+    out
 }
 
 async fn write_rows<'a>(
     db: &DatabaseConnection,
     ops: impl Iterator<Item = &'a Op>,
 ) -> Result<Vec<u64>, DbErr> {
+    let ops: Vec<&Op> = ops.collect();
     let txn = db.begin().await?;
-    let mut affected = Vec::new();
+    // Step records first, several rows per statement; then the run ends (each after its own
+    // run's records, all in the same transaction).
+    let rows: Vec<step_runs::ActiveModel> = ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::Step(row) => Some(row.clone()),
+            Op::Exec(_) => None,
+        })
+        .collect();
+    for chunk in fixed_chunks(rows) {
+        step_runs::Entity::insert_many(chunk)
+            .on_conflict(
+                OnConflict::columns([step_runs::Column::RunId, step_runs::Column::StepId])
+                    .update_columns([
+                        step_runs::Column::Status,
+                        step_runs::Column::Input,
+                        step_runs::Column::Output,
+                        step_runs::Column::Error,
+                        step_runs::Column::Attempts,
+                        step_runs::Column::StartedAt,
+                        step_runs::Column::DurationMs,
+                    ])
+                    .to_owned(),
+            )
+            .exec_without_returning(&txn)
+            .await?;
+    }
+    let mut affected = Vec::with_capacity(ops.len());
     for op in ops {
-        let n = match op {
-            Op::Step(row) => {
-                step_runs::Entity::insert(row.clone())
-                    .on_conflict(
-                        OnConflict::columns([step_runs::Column::RunId, step_runs::Column::StepId])
-                            .update_columns([
-                                step_runs::Column::Status,
-                                step_runs::Column::Input,
-                                step_runs::Column::Output,
-                                step_runs::Column::Error,
-                                step_runs::Column::Attempts,
-                                step_runs::Column::StartedAt,
-                                step_runs::Column::DurationMs,
-                            ])
-                            .to_owned(),
-                    )
-                    .exec_without_returning(&txn)
-                    .await?
-            }
+        affected.push(match op {
+            Op::Step(_) => 1,
             Op::Exec(stmt) => txn.execute_raw(stmt.clone()).await?.rows_affected(),
-        };
-        affected.push(n);
+        });
     }
     txn.commit().await?;
     Ok(affected)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_chunks_cover_everything_in_order_with_few_shapes() {
+        for n in [0, 1, 3, 4, 5, 17, 64, 100, 256] {
+            let chunks = fixed_chunks((0..n).collect::<Vec<usize>>());
+            assert!(chunks.iter().all(|c| CHUNKS.contains(&c.len())), "n = {n}");
+            assert_eq!(chunks.concat(), (0..n).collect::<Vec<_>>());
+        }
+        let lens: Vec<usize> = fixed_chunks(vec![(); 89]).iter().map(Vec::len).collect();
+        assert_eq!(lens, [64, 16, 4, 4, 1]);
+    }
 }

@@ -12,6 +12,7 @@ use super::{
     Store,
     entities::{events, runs},
     now_ms,
+    steps::fixed_chunks,
 };
 use crate::error::Error;
 
@@ -123,6 +124,7 @@ async fn insert_all(
     store: &Store,
     items: &[(&NewRun, Option<&str>)],
 ) -> Result<Vec<Accepted>, DbErr> {
+    let _turn = store.write_turn().await;
     let txn = store.db.begin().await?;
     let mut results = Vec::with_capacity(items.len());
     for (item, seen) in items {
@@ -143,16 +145,18 @@ async fn insert_all(
             .map(|((i, _), _)| *i)
     };
     let evs: Vec<events::ActiveModel> = fresh().filter_map(|i| i.event.clone()).collect();
-    if !evs.is_empty() {
-        events::Entity::insert_many(evs)
+    for chunk in fixed_chunks(evs) {
+        events::Entity::insert_many(chunk)
             .exec_without_returning(&txn)
             .await?;
     }
     let rs: Vec<runs::ActiveModel> = fresh().map(|i| i.run.clone()).collect();
     if !rs.is_empty() {
-        runs::Entity::insert_many(rs)
-            .exec_without_returning(&txn)
-            .await?;
+        for chunk in fixed_chunks(rs) {
+            runs::Entity::insert_many(chunk)
+                .exec_without_returning(&txn)
+                .await?;
+        }
         if store.is_postgres() {
             // Delivered to every listening process when (and only if) this commits.
             txn.execute_raw(store.stmt(
