@@ -200,7 +200,10 @@ pub async fn execute(
             break;
         };
         spare.push(ctx);
-        record(env, run, &rec, flow.nodes[i].exec.has_effects()).await?;
+        // A step with effects is committed before anything after it starts; when nothing
+        // does (the run's last step), the end of the run commits it.
+        let last = running.is_empty() && started.iter().all(|&s| s);
+        record(env, run, &rec, flow.nodes[i].exec.has_effects() && !last).await?;
         if rec.status == StepStatus::Failed
             && steps[i].on_error == OnError::Fail
             && failure.is_none()
@@ -643,5 +646,19 @@ mod tests {
         assert_eq!(out.status, RunStatus::Filtered);
         assert_eq!(recs.len(), 4, "every step is recorded");
         assert_eq!(*h.durable.lock().unwrap(), ["call"]);
+
+        // The run's last step is committed with the end of the run.
+        let (out, _) = h
+            .run(
+                json!([
+                    {"id": "call", "type": "probe"},
+                    {"id": "side", "type": "probe", "after": [], "ms": 50},
+                    {"id": "last_call", "type": "probe"}
+                ]),
+                vec![],
+            )
+            .await;
+        assert_eq!(out.status, RunStatus::Succeeded);
+        assert_eq!(*h.durable.lock().unwrap(), ["call", "side"]);
     }
 }

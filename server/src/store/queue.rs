@@ -10,6 +10,7 @@ use super::{
     Store,
     entities::{deliveries, runs},
     now_ms,
+    steps::RunEnd,
 };
 use crate::error::Error;
 
@@ -283,13 +284,16 @@ impl Store {
         error: Option<String>,
         output: Option<String>,
     ) -> Result<bool, Error> {
-        let stmt = self.stmt(
-            "UPDATE runs SET status = $1, error = $2, output = $3, finished_at = $4, lease_until = NULL \
-             WHERE id = $5 AND worker = $6 AND status = 'running'",
-            vec![status.into(), error.into(), output.into(), now_ms().into(), id.into(), worker.into()],
-        );
         // Group-committed with the step records of other runs (`store::steps`).
-        Ok(self.exec_grouped(stmt).await? > 0)
+        self.end_run_grouped(RunEnd {
+            id: id.to_string(),
+            worker: worker.to_string(),
+            status: status.to_string(),
+            error,
+            output,
+            finished_at: now_ms(),
+        })
+        .await
     }
 
     /// Claim up to `limit` deliveries that are due, at most `budget.room(url)` to any one

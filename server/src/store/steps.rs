@@ -5,11 +5,14 @@
 //! answers every caller, so a step still proceeds only once its record is durable, but
 //! concurrent runs share the fsync.
 
-use std::sync::{Arc, OnceLock};
+use std::{
+    collections::HashSet,
+    sync::{Arc, OnceLock},
+};
 
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, Statement, TransactionTrait,
-    sea_query::OnConflict,
+    ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
+    FromQueryResult, Statement, TransactionTrait, Value as DbValue, sea_query::OnConflict,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -22,8 +25,18 @@ const MAX_BATCH: usize = 256;
 enum Op {
     /// Insert or replace a step record.
     Step(step_runs::ActiveModel),
-    /// A single-row statement (the end of a run).
-    Exec(Statement),
+    /// The end of a run.
+    End(RunEnd),
+}
+
+/// A run's final state, written if `worker` still holds the run.
+pub(crate) struct RunEnd {
+    pub id: String,
+    pub worker: String,
+    pub status: String,
+    pub error: Option<String>,
+    pub output: Option<String>,
+    pub finished_at: i64,
 }
 
 struct Job {
@@ -72,11 +85,11 @@ impl Store {
         Ok(())
     }
 
-    /// Execute a write statement in the next group commit; returns the rows it affected once
-    /// committed.
-    pub(crate) async fn exec_grouped(&self, stmt: Statement) -> Result<u64, Error> {
-        let wait = self.send(Op::Exec(stmt)).await?;
-        Self::committed(wait).await
+    /// Record the end of a run in the next group commit; `false` once committed if the run
+    /// was no longer held by `end.worker` (its lease was lost).
+    pub(crate) async fn end_run_grouped(&self, end: RunEnd) -> Result<bool, Error> {
+        let wait = self.send(Op::End(end)).await?;
+        Ok(Self::committed(wait).await? > 0)
     }
 
     async fn send(&self, op: Op) -> Result<oneshot::Receiver<Result<u64, String>>, Error> {
@@ -164,7 +177,7 @@ async fn write_rows<'a>(
         .iter()
         .filter_map(|op| match op {
             Op::Step(row) => Some(row.clone()),
-            Op::Exec(_) => None,
+            Op::End(_) => None,
         })
         .collect();
     for chunk in fixed_chunks(rows) {
@@ -185,15 +198,75 @@ async fn write_rows<'a>(
             .exec_without_returning(&txn)
             .await?;
     }
-    let mut affected = Vec::with_capacity(ops.len());
-    for op in ops {
-        affected.push(match op {
-            Op::Step(_) => 1,
-            Op::Exec(stmt) => txn.execute_raw(stmt.clone()).await?.rows_affected(),
-        });
+    let ends: Vec<&RunEnd> = ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::End(end) => Some(end),
+            Op::Step(_) => None,
+        })
+        .collect();
+    let mut ended = HashSet::new();
+    for chunk in fixed_chunks(ends) {
+        ended.extend(end_runs(&txn, &chunk).await?);
     }
     txn.commit().await?;
-    Ok(affected)
+    Ok(ops
+        .iter()
+        .map(|op| match op {
+            Op::Step(_) => 1,
+            Op::End(end) => u64::from(ended.contains(&end.id)),
+        })
+        .collect())
+}
+
+/// Write the ends of several runs in one statement; returns the ids of the runs still held by
+/// their workers, which are the ones written.
+async fn end_runs(txn: &DatabaseTransaction, ends: &[&RunEnd]) -> Result<Vec<String>, DbErr> {
+    #[derive(FromQueryResult)]
+    struct Ended {
+        id: String,
+    }
+    let backend = txn.get_database_backend();
+    let mut values: Vec<DbValue> = Vec::with_capacity(ends.len() * 6);
+    let mut rows = Vec::with_capacity(ends.len());
+    for end in ends {
+        let n = values.len();
+        rows.push(match backend {
+            DatabaseBackend::Postgres => format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}::bigint)",
+                n + 1,
+                n + 2,
+                n + 3,
+                n + 4,
+                n + 5,
+                n + 6
+            ),
+            _ => "(?, ?, ?, ?, ?, ?)".to_string(),
+        });
+        values.extend([
+            end.id.clone().into(),
+            end.worker.clone().into(),
+            end.status.clone().into(),
+            end.error.clone().into(),
+            end.output.clone().into(),
+            end.finished_at.into(),
+        ]);
+    }
+    let sql = format!(
+        "WITH v (id, worker, status, error, output, finished_at) AS (VALUES {}) \
+         UPDATE runs SET status = v.status, error = v.error, output = v.output, \
+         finished_at = v.finished_at, lease_until = NULL \
+         FROM v WHERE runs.id = v.id AND runs.worker = v.worker AND runs.status = 'running' \
+         RETURNING runs.id",
+        rows.join(", ")
+    );
+    let stmt = Statement::from_sql_and_values(backend, sql, values);
+    Ok(Ended::find_by_statement(stmt)
+        .all(txn)
+        .await?
+        .into_iter()
+        .map(|e| e.id)
+        .collect())
 }
 
 #[cfg(test)]
