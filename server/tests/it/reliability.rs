@@ -253,15 +253,16 @@ async fn sigkill_mid_stream_loses_no_acknowledged_webhook() {
 /// period; runs not started stay queued for others; the exit code is 0.
 #[tokio::test]
 async fn sigterm_lets_running_steps_finish_and_exits_zero() {
-    let sink = Sink::start().await;
-    sink.answer("/slow", 200, Duration::from_secs(2));
+    // The step is held at the gate until the test has seen the server refuse new webhooks,
+    // so the step is certainly running when SIGTERM arrives, however loaded the machine is.
+    let gate = Gate::start().await;
     let dir = tempfile::tempdir().unwrap();
     let flows = write_flows(
         dir.path(),
         &[flow(
             "slow",
             webhook("slow"),
-            json!([{"id": "call", "type": "http", "url": sink.url("/slow"), "body": {"n": "{{ $.trigger.body.n }}"}}]),
+            json!([{"id": "call", "type": "http", "url": format!("{}/held", gate.base), "body": {"n": "{{ $.trigger.body.n }}"}}]),
         )],
     );
     let cfg = ProcConfig {
@@ -270,7 +271,7 @@ async fn sigterm_lets_running_steps_finish_and_exits_zero() {
         flows,
         env: vec![
             ("HOOKFLOW_WORKERS".into(), "1".into()),
-            ("HOOKFLOW_SHUTDOWN_GRACE".into(), "20s".into()),
+            ("HOOKFLOW_SHUTDOWN_GRACE".into(), "60s".into()),
         ],
     };
     let proc = Proc::start(&cfg).await;
@@ -284,11 +285,11 @@ async fn sigterm_lets_running_steps_finish_and_exits_zero() {
             .unwrap();
         assert_eq!(r.status(), 202);
     }
-    sink.wait_for("/slow", 1, Duration::from_secs(30)).await;
+    gate.wait_held(1).await;
     proc.terminate();
     // While the step finishes, ingress refuses politely.
     let mut refused = None;
-    for _ in 0..200 {
+    for _ in 0..500 {
         let r = client
             .post(format!("{}/hooks/slow", proc.url))
             .json(&json!({"n": 99}))
@@ -303,6 +304,7 @@ async fn sigterm_lets_running_steps_finish_and_exits_zero() {
     }
     let refused = refused.expect("ingress answers 503 while shutting down");
     assert!(refused.headers().contains_key("retry-after"));
+    gate.open();
     assert_eq!(proc.exit_code().await, Some(0));
 
     let store = cfg.store().await;
