@@ -45,18 +45,22 @@ pub async fn run_dispatcher(app: AppState) {
     let mut budget = FlowBudget::new(app.cfg.reliability.flow_cap(workers));
     let mut running: JoinSet<()> = JoinSet::new();
     let mut flows: HashMap<tokio::task::Id, String> = HashMap::new();
-    // While a backlog waits, claim for several free workers at once rather than once per
-    // finished run: every claim is a commit of its own.
+    // While a backlog waits, claim again only once several runs have ended, not once per
+    // finished run: every claim is a statement (and on SQLite a commit) of its own.
     let batch = (workers / 8).max(1);
-    // The last claim filled every slot it asked for: more runs are probably waiting.
+    // The last claim took all it could: every slot it asked for, or a flow up to its cap.
+    // More runs are probably waiting.
     let mut backlog = false;
+    // Runs ended since the last claim.
+    let mut ended = 0usize;
     loop {
         while let Some(res) = running.try_join_next_with_id() {
             settle(res, &mut flows, &mut budget);
+            ended += 1;
         }
         let free = workers.saturating_sub(running.len());
         let mut claimed_all = false;
-        if free >= if backlog { batch } else { 1 } {
+        if free > 0 && (!backlog || ended >= batch) {
             let want = free.min(MAX_CLAIM);
             match app
                 .store
@@ -64,16 +68,19 @@ pub async fn run_dispatcher(app: AppState) {
                 .await
             {
                 Ok(claimed) => {
+                    ended = 0;
                     claimed_all = claimed.len() == want;
-                    backlog = claimed_all;
+                    let mut capped = false;
                     for Claimed { run, first_start } in claimed {
                         budget.take(&run.flow);
+                        capped |= budget.room(&run.flow) == 0;
                         let app = app.clone();
                         let flow = run.flow.clone();
                         let handle = running
                             .spawn(async move { execute_claimed(&app, run, first_start).await });
                         flows.insert(handle.id(), flow);
                     }
+                    backlog = claimed_all || capped;
                 }
                 Err(e) => tracing::warn!(error = %e, "could not claim runs"),
             }
@@ -83,9 +90,13 @@ pub async fn run_dispatcher(app: AppState) {
         }
         tokio::select! {
             _ = app.shutdown.cancelled() => break,
-            Some(res) = running.join_next_with_id(), if !running.is_empty() => settle(res, &mut flows, &mut budget),
+            Some(res) = running.join_next_with_id(), if !running.is_empty() => {
+                settle(res, &mut flows, &mut budget);
+                ended += 1;
+            }
             _ = app.wake_runs.notified(), if running.len() < workers => {}
-            _ = tokio::time::sleep(POLL) => {}
+            // Nothing happened for a while: look at the queue whatever the last claim said.
+            _ = tokio::time::sleep(POLL) => backlog = false,
         }
     }
     drain(&app, running).await;
