@@ -266,13 +266,7 @@ const HZ: f64 = 100.0;
 
 /// A field of /proc/<pid>/status in KiB (VmRSS, VmHWM).
 fn status_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    status_kib_file(&format!("/proc/{pid}/status"), field)
 }
 
 /// Wait until the machine is quiet; returns (seconds waited, busy % of the last window).
@@ -856,6 +850,7 @@ fn machine() -> Value {
     })
 }
 
+/// A `<field> <value> kB` line of a /proc file, in KiB (0 when missing).
 fn status_kib_file(path: &str, field: &str) -> u64 {
     std::fs::read_to_string(path)
         .unwrap_or_default()
