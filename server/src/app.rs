@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     catalog::Catalog,
     config::ServeArgs,
+    handoff::Handoff,
     store::{Store, secrets::MasterKey, writer::Writer},
     waiters::Waiters,
 };
@@ -17,6 +18,8 @@ use crate::{
 pub struct App {
     pub store: Store,
     pub writer: Writer,
+    /// Worker slots, shared by the dispatcher and the writer.
+    pub handoff: Arc<Handoff>,
     pub catalog: Catalog,
     pub registry: Registry,
     pub key: MasterKey,
@@ -76,13 +79,25 @@ pub async fn start(cfg: ServeArgs, listener: TcpListener) -> anyhow::Result<Runn
     };
     let registry = connectors::registry(http_opts.clone());
     let wake_runs = Arc::new(Notify::new());
+    let worker_id = flows_engine::ids::new_id("wrk");
+    let workers = cfg.workers.max(1);
+    let (handoff, handed) = Handoff::new(
+        workers,
+        cfg.reliability.flow_cap(workers),
+        worker_id.clone(),
+        cfg.reliability.lease_ms,
+    );
+    let handoff = Arc::new(handoff);
     let writer = {
         let wake = wake_runs.clone();
-        Writer::start(store.clone(), move || wake.notify_one())
+        Writer::start(store.clone(), Some(handoff.clone()), move || {
+            wake.notify_one()
+        })
     };
     let app = Arc::new(App {
         store,
         writer,
+        handoff,
         catalog: Catalog::default(),
         registry,
         key,
@@ -90,7 +105,7 @@ pub async fn start(cfg: ServeArgs, listener: TcpListener) -> anyhow::Result<Runn
         wake_deliveries: Arc::new(Notify::new()),
         waiters: Waiters::default(),
         http: http_opts.client(),
-        worker_id: flows_engine::ids::new_id("wrk"),
+        worker_id,
         shutdown: CancellationToken::new(),
         auth: Default::default(),
         cfg,
@@ -104,7 +119,7 @@ pub async fn start(cfg: ServeArgs, listener: TcpListener) -> anyhow::Result<Runn
 
     let addr = listener.local_addr()?;
     let mut tasks = JoinSet::new();
-    tasks.spawn(crate::worker::run_dispatcher(app.clone()));
+    tasks.spawn(crate::worker::run_dispatcher(app.clone(), handed));
     tasks.spawn(crate::delivery::run_deliveries(app.clone()));
     tasks.spawn(crate::scheduler::run_scheduler(app.clone()));
     tasks.spawn(crate::retention::run_retention(app.clone()));
@@ -208,8 +223,12 @@ pub async fn open_offline(
         ..Default::default()
     };
     let wake_runs = Arc::new(Notify::new());
+    let worker_id = flows_engine::ids::new_id("cli");
+    // One-shot commands run no workers: every run they start is queued for a server.
+    let (handoff, _) = Handoff::new(1, 1, worker_id.clone(), 0);
     let app = Arc::new(App {
-        writer: Writer::start(store.clone(), || {}),
+        writer: Writer::start(store.clone(), None, || {}),
+        handoff: Arc::new(handoff),
         store,
         catalog: Catalog::default(),
         registry: connectors::registry(http_opts.clone()),
@@ -218,7 +237,7 @@ pub async fn open_offline(
         wake_deliveries: Arc::new(Notify::new()),
         waiters: Waiters::default(),
         http: http_opts.client(),
-        worker_id: flows_engine::ids::new_id("cli"),
+        worker_id,
         shutdown: CancellationToken::new(),
         auth: Default::default(),
         cfg,

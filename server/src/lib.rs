@@ -8,6 +8,7 @@ pub mod config;
 pub mod delivery;
 pub mod error;
 pub mod flows;
+pub mod handoff;
 pub mod http;
 pub mod ingest;
 pub mod metrics;

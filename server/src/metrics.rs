@@ -3,6 +3,8 @@
 //!
 //! - `hookflow_webhooks_received_total{flow,status}`: webhook requests by flow and answer status
 //! - `hookflow_runs_total{flow,status}`: finished runs by final status
+//! - `hookflow_runs_started_total{flow,via}`: runs given to a worker, `via="handoff"` (queued
+//!   by this process while a worker was free) or `via="claim"` (taken from the queue)
 //! - `hookflow_step_duration_seconds{type,status}`: step execution time
 //! - `hookflow_queue_depth`: runs waiting in the queue
 //! - `hookflow_deliveries_total{status}`: outbound delivery attempts by outcome

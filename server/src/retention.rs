@@ -182,8 +182,8 @@ async fn delete_runs(store: &Store, ids: &[String]) -> Result<u64, Error> {
     }
     let list = placeholders(0, ids.len());
     let values: Vec<DbValue> = ids.iter().map(|i| i.clone().into()).collect();
-    let _turn = store.write_turn().await;
-    let txn = store.db.begin().await?;
+    let turn = store.write_turn().await;
+    let txn = turn.begin().await?;
     for sql in [
         format!("DELETE FROM step_runs WHERE run_id IN ({list})"),
         format!(
@@ -278,8 +278,8 @@ async fn drop_payloads(
         if !strip.is_empty() {
             let list = placeholders(0, strip.len());
             let values: Vec<DbValue> = strip.iter().map(|i| i.clone().into()).collect();
-            let _turn = store.write_turn().await;
-            let txn = store.db.begin().await?;
+            let turn = store.write_turn().await;
+            let txn = turn.begin().await?;
             n += txn
                 .execute_raw(store.stmt(
                     &format!("UPDATE step_runs SET input = NULL, output = NULL WHERE run_id IN ({list}) AND (input IS NOT NULL OR output IS NOT NULL)"),

@@ -19,12 +19,13 @@ use tokio::task::JoinSet;
 use crate::{
     app::{App, AppState},
     error::Error,
+    handoff::{Handed, Handoff},
     ingest::{Started, start_run},
     store::{
         deliveries::delivery_json,
         entities::{deliveries, runs},
         now_ms,
-        queue::{Claimed, DELIVERIES_CHANNEL, FlowBudget},
+        queue::{Claimed, DELIVERIES_CHANNEL},
         runs::step_record,
     },
 };
@@ -37,12 +38,13 @@ const POLL: Duration = Duration::from_secs(1);
 const MAX_CLAIM: usize = 64;
 
 /// Claim and execute runs until shutdown: at most `--workers` at once, and at most the per-flow
-/// cap of any one flow, so that a slow flow cannot occupy every worker. On shutdown, running
+/// cap of any one flow, so that a slow flow cannot occupy every worker. Runs this process
+/// queued while a worker was free arrive in `handed` without a claim. On shutdown, running
 /// runs get the grace period to finish; the rest are handed back to the queue.
-pub async fn run_dispatcher(app: AppState) {
+pub async fn run_dispatcher(app: AppState, mut handed: Handed) {
     let workers = app.cfg.workers.max(1);
     let lease_ms = app.cfg.reliability.lease_ms;
-    let mut budget = FlowBudget::new(app.cfg.reliability.flow_cap(workers));
+    let slots = &app.handoff;
     let mut running: JoinSet<()> = JoinSet::new();
     let mut flows: HashMap<tokio::task::Id, String> = HashMap::new();
     // While a backlog waits, claim again only once several runs have ended, not once per
@@ -51,17 +53,43 @@ pub async fn run_dispatcher(app: AppState) {
     // The last claim took all it could: every slot it asked for, or a flow up to its cap.
     // More runs are probably waiting.
     let mut backlog = false;
+    // Runs may wait in the queue: at start, after a wake-up or a poll, and while a claim
+    // leaves runs behind (a backlog, or flows at their cap). Otherwise no claim is made: new
+    // runs are handed over or wake the dispatcher.
+    let mut waiting = true;
     // Runs ended since the last claim.
     let mut ended = 0usize;
+    // Leases of other processes expire without telling anyone: look at the queue now and then
+    // whatever else happens.
+    let mut poll = tokio::time::interval(POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let spawn = |running: &mut JoinSet<()>,
+                 flows: &mut HashMap<tokio::task::Id, String>,
+                 run: runs::Model,
+                 first_start: bool,
+                 via: &'static str| {
+        let app = app.clone();
+        let flow = run.flow.clone();
+        metrics::counter!("hookflow_runs_started_total", "flow" => flow.clone(), "via" => via)
+            .increment(1);
+        let handle = running.spawn(async move { execute_claimed(&app, run, first_start).await });
+        flows.insert(handle.id(), flow);
+    };
     loop {
         while let Some(res) = running.try_join_next_with_id() {
-            settle(res, &mut flows, &mut budget);
+            settle(res, &mut flows, slots);
             ended += 1;
         }
-        let free = workers.saturating_sub(running.len());
+        while let Ok(run) = handed.try_recv() {
+            spawn(&mut running, &mut flows, run, true, "handoff");
+        }
+        let free = slots.free();
         let mut claimed_all = false;
-        if free > 0 && (!backlog || ended >= batch) {
+        if waiting && free > 0 && (!backlog || ended >= batch) {
             let want = free.min(MAX_CLAIM);
+            let budget = slots.begin_claim();
+            // A flow at its cap keeps its runs in the queue whatever this claim finds.
+            let held_back = budget.at_cap();
             match app
                 .store
                 .claim_runs(&app.worker_id, want as u64, lease_ms, &budget)
@@ -72,32 +100,38 @@ pub async fn run_dispatcher(app: AppState) {
                     claimed_all = claimed.len() == want;
                     let mut capped = false;
                     for Claimed { run, first_start } in claimed {
-                        budget.take(&run.flow);
-                        capped |= budget.room(&run.flow) == 0;
-                        let app = app.clone();
-                        let flow = run.flow.clone();
-                        let handle = running
-                            .spawn(async move { execute_claimed(&app, run, first_start).await });
-                        flows.insert(handle.id(), flow);
+                        capped |= slots.claimed(&run.flow);
+                        spawn(&mut running, &mut flows, run, first_start, "claim");
                     }
                     backlog = claimed_all || capped;
+                    waiting = backlog || held_back;
+                    slots.end_claim(!waiting);
                 }
                 Err(e) => tracing::warn!(error = %e, "could not claim runs"),
             }
         }
-        if claimed_all && running.len() < workers {
+        if claimed_all && slots.free() > 0 {
             continue; // there may be more waiting
         }
         tokio::select! {
             _ = app.shutdown.cancelled() => break,
             Some(res) = running.join_next_with_id(), if !running.is_empty() => {
-                settle(res, &mut flows, &mut budget);
+                settle(res, &mut flows, slots);
                 ended += 1;
             }
-            _ = app.wake_runs.notified(), if running.len() < workers => {}
-            // Nothing happened for a while: look at the queue whatever the last claim said.
-            _ = tokio::time::sleep(POLL) => backlog = false,
+            Some(run) = handed.recv() => spawn(&mut running, &mut flows, run, true, "handoff"),
+            _ = app.wake_runs.notified() => waiting = true,
+            _ = poll.tick() => {
+                waiting = true;
+                backlog = false;
+            }
         }
+    }
+    slots.close();
+    // Runs handed over but not started are leased to this process: `drain` hands them back.
+    handed.close();
+    while let Ok(run) = handed.try_recv() {
+        slots.settle(&run.flow);
     }
     drain(&app, running).await;
 }
@@ -106,7 +140,7 @@ pub async fn run_dispatcher(app: AppState) {
 fn settle(
     res: Result<(tokio::task::Id, ()), tokio::task::JoinError>,
     flows: &mut HashMap<tokio::task::Id, String>,
-    budget: &mut FlowBudget,
+    slots: &Handoff,
 ) {
     let id = match res {
         Ok((id, ())) => id,
@@ -118,7 +152,7 @@ fn settle(
         }
     };
     if let Some(flow) = flows.remove(&id) {
-        budget.put_back(&flow);
+        slots.settle(&flow);
     }
 }
 

@@ -56,8 +56,8 @@ impl Store {
             return Ok(d.id);
         }
         let inserted = {
-            let _turn = self.write_turn().await;
-            row.insert(&self.db).await
+            let turn = self.write_turn().await;
+            row.insert(&*turn).await
         };
         match inserted {
             Ok(d) => Ok(d.id),
@@ -121,8 +121,8 @@ impl Store {
     ) -> Result<(), Error> {
         let now = now_ms();
         let attempt = d.attempts + 1;
-        let _turn = self.write_turn().await;
-        let txn = self.db.begin().await?;
+        let turn = self.write_turn().await;
+        let txn = turn.begin().await?;
         delivery_attempts::ActiveModel {
             id: Set(flows_engine::ids::new_id("att")),
             delivery_id: Set(d.id.clone()),

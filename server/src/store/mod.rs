@@ -37,6 +37,12 @@ pub enum SqliteSync {
 #[derive(Clone)]
 pub struct Store {
     pub db: DatabaseConnection,
+    /// Where writes that take a [`Store::write_turn`] go. On SQLite a pool of one connection of
+    /// its own: SQLite drops a connection's whole page cache whenever *another* connection has
+    /// written, so writers spread over the pool would each start cold and read the index pages
+    /// they touch back from the file; one connection that does all of this process's hot writes
+    /// keeps them cached. On PostgreSQL the same pool as `db`.
+    pub(crate) writer_db: DatabaseConnection,
     /// Decrypted secrets, shared by every clone of this handle.
     pub(crate) secrets_cache: std::sync::Arc<secrets::SecretsCache>,
     /// Group commit of step records.
@@ -57,7 +63,8 @@ impl Store {
         let mut opts = ConnectOptions::new(url.to_string());
         opts.sqlx_logging(false)
             .acquire_timeout(Duration::from_secs(10));
-        if url.starts_with("sqlite:") {
+        let sqlite = url.starts_with("sqlite:");
+        if sqlite {
             // One writer at a time is SQLite's model; a few connections let reads run alongside.
             opts.max_connections(8)
                 .min_connections(1)
@@ -77,19 +84,30 @@ impl Store {
         } else {
             opts.max_connections(16).min_connections(1);
         }
+        let writer_opts = sqlite.then(|| {
+            let mut w = opts.clone();
+            w.max_connections(1).min_connections(1);
+            w
+        });
         let db = Database::connect(opts).await?;
         Migrator::up(&db, None).await?;
+        let writer_db = match writer_opts {
+            Some(w) => Database::connect(w).await?,
+            None => db.clone(),
+        };
         Ok(Store {
             db,
+            writer_db,
             secrets_cache: Default::default(),
             step_writer: Default::default(),
             write_gate: Default::default(),
         })
     }
 
-    /// Wait for this process's turn to write (SQLite); hold the guard until the commit.
-    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
-        write_turn(&self.db, &self.write_gate).await
+    /// Wait for this process's turn to write (SQLite), and write through the turn (it derefs to
+    /// the writer connection) until the commit.
+    pub(crate) async fn write_turn(&self) -> WriteTurn<'_> {
+        write_turn(&self.writer_db, &self.write_gate).await
     }
 
     /// `sqlite://<dir>/hookflow.db` for a data directory.
@@ -138,15 +156,30 @@ impl Store {
     }
 }
 
-/// [`Store::write_turn`] for a task that holds the connection and the gate, not the store.
+/// A turn at writing: the connection to write through, and (SQLite) the gate held until dropped.
+pub(crate) struct WriteTurn<'a> {
+    db: &'a DatabaseConnection,
+    _gate: Option<tokio::sync::MutexGuard<'a, ()>>,
+}
+
+impl std::ops::Deref for WriteTurn<'_> {
+    type Target = DatabaseConnection;
+
+    fn deref(&self) -> &DatabaseConnection {
+        self.db
+    }
+}
+
+/// [`Store::write_turn`] for a task that holds the writer connection and the gate, not the store.
 pub(crate) async fn write_turn<'a>(
-    db: &DatabaseConnection,
+    db: &'a DatabaseConnection,
     gate: &'a WriteGate,
-) -> Option<tokio::sync::MutexGuard<'a, ()>> {
-    match db.get_database_backend() {
+) -> WriteTurn<'a> {
+    let _gate = match db.get_database_backend() {
         DatabaseBackend::Sqlite => Some(gate.lock().await),
         _ => None,
-    }
+    };
+    WriteTurn { db, _gate }
 }
 
 /// SQLite takes `?NNN` for numbered parameters.

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use sea_orm::{ConnectionTrait, FromQueryResult, Value as DbValue};
+use sea_orm::{ConnectionTrait, FromQueryResult, Statement, Value as DbValue};
 
 use super::{
     Store,
@@ -92,6 +92,11 @@ impl FlowBudget {
         (not_full, room)
     }
 
+    /// Whether any key is at its cap.
+    pub fn at_cap(&self) -> bool {
+        self.full().next().is_some()
+    }
+
     /// Keys at their cap.
     fn full(&self) -> impl Iterator<Item = &str> {
         self.running
@@ -128,6 +133,27 @@ impl Store {
         budget: &FlowBudget,
     ) -> Result<Vec<Claimed>, Error> {
         let now = now_ms();
+        let stmt = self.claim_runs_stmt(worker, limit, lease_ms, budget, now);
+        let turn = self.write_turn().await;
+        let claimed = runs::Model::find_by_statement(stmt).all(&*turn).await?;
+        Ok(claimed
+            .into_iter()
+            .map(|run| Claimed {
+                // Only this claim sets `started_at` to its own `now` (it is kept from then on).
+                first_start: run.started_at == Some(now),
+                run,
+            })
+            .collect())
+    }
+
+    fn claim_runs_stmt(
+        &self,
+        worker: &str,
+        limit: u64,
+        lease_ms: i64,
+        budget: &FlowBudget,
+        now: i64,
+    ) -> Statement {
         let mut values: Vec<DbValue> = vec![
             worker.into(),
             (now + lease_ms).into(),
@@ -139,6 +165,15 @@ impl Store {
         ];
         let (not_full, room) = budget.sql("flow", "$6", &mut values);
         let ready = "((status = 'queued' AND available_at <= $3) OR (status = 'running' AND lease_until < $3))";
+        // The chosen runs are checked again by id. On SQLite a `+` keeps these columns from
+        // choosing an index: otherwise the check is planned as a walk over every ready run in
+        // `runs_queue`, testing each against the chosen ids, and a claim costs as much as the
+        // queue is long.
+        let recheck = if self.is_postgres() {
+            ready
+        } else {
+            "((+status = 'queued' AND +available_at <= $3) OR (+status = 'running' AND +lease_until < $3))"
+        };
         // The head of the queue: queued runs and runs whose lease expired, each read in index
         // order (`runs_queue`), so a claim costs the same with ten runs waiting or a million.
         // PostgreSQL: the chosen ids as one array, looked up by primary key (an `IN` subquery
@@ -150,7 +185,7 @@ impl Store {
         };
         let sql = format!(
             "UPDATE runs SET status = 'running', worker = $1, lease_until = $2, started_at = COALESCE(started_at, $3) \
-             WHERE id IN (SELECT id FROM runs WHERE {ready} AND {id_in}(\
+             WHERE id IN (SELECT id FROM runs WHERE {recheck} AND {id_in}(\
                SELECT ranked.id FROM (\
                  SELECT head.id, head.flow, ROW_NUMBER() OVER (PARTITION BY head.flow ORDER BY head.available_at, head.id) AS rn \
                  FROM (\
@@ -162,17 +197,7 @@ impl Store {
              ORDER BY available_at, id LIMIT $4{}) RETURNING *",
             self.skip_locked()
         );
-        let stmt = self.stmt(&sql, values);
-        let _turn = self.write_turn().await;
-        let claimed = runs::Model::find_by_statement(stmt).all(&self.db).await?;
-        Ok(claimed
-            .into_iter()
-            .map(|run| Claimed {
-                // Only this claim sets `started_at` to its own `now` (it is kept from then on).
-                first_start: run.started_at == Some(now),
-                run,
-            })
-            .collect())
+        self.stmt(&sql, values)
     }
 
     /// Extend the leases of every run `worker` holds (one statement for all of them).
@@ -181,8 +206,8 @@ impl Store {
             "UPDATE runs SET lease_until = $1 WHERE worker = $2 AND status = 'running'",
             vec![(now_ms() + lease_ms).into(), worker.into()],
         );
-        let _turn = self.write_turn().await;
-        Ok(self.db.execute_raw(stmt).await?.rows_affected())
+        let turn = self.write_turn().await;
+        Ok(turn.execute_raw(stmt).await?.rows_affected())
     }
 
     /// Hand every run `worker` still holds back to the queue (graceful shutdown): another
@@ -261,8 +286,8 @@ impl Store {
             "UPDATE runs SET lease_until = $1 WHERE id = $2 AND worker = $3 AND status = 'running'",
             vec![(now_ms() + lease_ms).into(), id.into(), worker.into()],
         );
-        let _turn = self.write_turn().await;
-        Ok(self.db.execute_raw(stmt).await?.rows_affected() > 0)
+        let turn = self.write_turn().await;
+        Ok(turn.execute_raw(stmt).await?.rows_affected() > 0)
     }
 
     /// Hand a claimed run back to the queue (shutdown before it started).
@@ -304,7 +329,20 @@ impl Store {
         lease_ms: i64,
         budget: &FlowBudget,
     ) -> Result<Vec<deliveries::Model>, Error> {
-        let now = now_ms();
+        let stmt = self.claim_deliveries_stmt(limit, lease_ms, budget, now_ms());
+        let turn = self.write_turn().await;
+        Ok(deliveries::Model::find_by_statement(stmt)
+            .all(&*turn)
+            .await?)
+    }
+
+    fn claim_deliveries_stmt(
+        &self,
+        limit: u64,
+        lease_ms: i64,
+        budget: &FlowBudget,
+        now: i64,
+    ) -> Statement {
         let mut values: Vec<DbValue> = vec![
             (now + lease_ms).into(),
             now.into(),
@@ -314,6 +352,12 @@ impl Store {
         ];
         let (not_full, room) = budget.sql("url", "$5", &mut values);
         let due = "status = 'pending' AND next_attempt_at <= $2 AND (lease_until IS NULL OR lease_until < $2)";
+        // As for runs: the check by id must not walk every due delivery on SQLite.
+        let recheck = if self.is_postgres() {
+            due
+        } else {
+            "+status = 'pending' AND +next_attempt_at <= $2 AND (+lease_until IS NULL OR +lease_until < $2)"
+        };
         let (id_in, id_in_end) = if self.is_postgres() {
             ("id = ANY(ARRAY", ")")
         } else {
@@ -321,7 +365,7 @@ impl Store {
         };
         let sql = format!(
             "UPDATE deliveries SET lease_until = $1 \
-             WHERE id IN (SELECT id FROM deliveries WHERE {due} AND {id_in}(\
+             WHERE id IN (SELECT id FROM deliveries WHERE {recheck} AND {id_in}(\
                SELECT ranked.id FROM (\
                  SELECT head.id, head.url, ROW_NUMBER() OVER (PARTITION BY head.url ORDER BY head.next_attempt_at, head.id) AS rn \
                  FROM (SELECT id, url, next_attempt_at FROM deliveries WHERE {due}{not_full} ORDER BY next_attempt_at, id LIMIT $4) head\
@@ -329,12 +373,7 @@ impl Store {
              ORDER BY next_attempt_at, id LIMIT $3{}) RETURNING *",
             self.skip_locked()
         );
-        let _turn = self.write_turn().await;
-        Ok(
-            deliveries::Model::find_by_statement(self.stmt(&sql, values))
-                .all(&self.db)
-                .await?,
-        )
+        self.stmt(&sql, values)
     }
 
     /// When the next delivery falls due (for sleeping until then).
@@ -385,5 +424,62 @@ impl Store {
             vec![worker.into(), (now + lease_ms).into(), now.into(), id.into()],
         );
         Ok(runs::Model::find_by_statement(stmt).one(&self.db).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{ConnectionTrait, Statement};
+
+    use super::*;
+    use crate::store::SqliteSync;
+
+    /// SQLite's plan for `stmt`, one line per step.
+    async fn plan(store: &Store, stmt: Statement) -> Vec<String> {
+        let sql = format!("EXPLAIN QUERY PLAN {}", stmt.sql);
+        let explain = Statement::from_sql_and_values(store.backend(), sql, stmt.values.unwrap().0);
+        store
+            .db
+            .query_all_raw(explain)
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.try_get::<String>("", "detail").unwrap())
+            .collect()
+    }
+
+    /// A claim reads the head of the queue through its index and then finds the chosen rows by
+    /// id; the queue index is never walked to check them, which made a claim cost as much as
+    /// the queue was long.
+    #[tokio::test]
+    async fn claims_read_only_the_head_of_the_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&Store::sqlite_url(dir.path()), SqliteSync::Normal)
+            .await
+            .unwrap();
+        let mut budget = FlowBudget::new(4);
+        budget.take("busy");
+        let runs = plan(
+            &store,
+            store.claim_runs_stmt("wrk_t", 8, 30_000, &budget, now_ms()),
+        )
+        .await;
+        let by_queue = runs.iter().filter(|l| l.contains("runs_queue")).count();
+        assert_eq!(by_queue, 2, "queued and expired heads only:\n{runs:#?}");
+        assert!(
+            runs.iter()
+                .any(|l| l.contains("SEARCH runs USING INDEX sqlite_autoindex_runs_1 (id=?)")),
+            "{runs:#?}"
+        );
+        let deliveries = plan(
+            &store,
+            store.claim_deliveries_stmt(8, 30_000, &budget, now_ms()),
+        )
+        .await;
+        let by_due = deliveries
+            .iter()
+            .filter(|l| l.contains("deliveries_due"))
+            .count();
+        assert_eq!(by_due, 1, "the head only:\n{deliveries:#?}");
     }
 }

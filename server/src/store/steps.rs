@@ -60,8 +60,8 @@ impl StepWriter {
             tokio::spawn(async move {
                 let mut batch = Vec::with_capacity(MAX_BATCH);
                 while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-                    let _turn = write_turn(&db, &gate).await;
-                    write_batch(&db, &mut batch).await;
+                    let turn = write_turn(&db, &gate).await;
+                    write_batch(&turn, &mut batch).await;
                 }
             });
             tx
@@ -95,7 +95,7 @@ impl Store {
     async fn send(&self, op: Op) -> Result<oneshot::Receiver<Result<u64, String>>, Error> {
         let (done, wait) = oneshot::channel();
         self.step_writer
-            .sender(&self.db, &self.write_gate)
+            .sender(&self.writer_db, &self.write_gate)
             .send(Job { op, done })
             .await
             .map_err(|_| stopped())?;

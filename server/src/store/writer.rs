@@ -1,10 +1,13 @@
 //! Group commit: new events and runs that arrive together are written in one transaction, so
 //! SQLite pays one fsync for a batch instead of one per webhook. Every caller still waits for
-//! the commit that holds its row before answering.
+//! the commit that holds its row before answering. A new run that a free worker of this
+//! process can take is written already claimed and handed over (see [`crate::handoff`]).
+
+use std::sync::Arc;
 
 use sea_orm::{
-    ActiveValue, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, FromQueryResult,
-    TransactionTrait,
+    ActiveValue, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, FromQueryResult, Set,
+    TransactionTrait, TryIntoModel,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -14,7 +17,7 @@ use super::{
     now_ms,
     steps::fixed_chunks,
 };
-use crate::error::Error;
+use crate::{error::Error, handoff::Handoff};
 
 /// A run to queue, with the inbound event that started it (if any).
 pub struct NewRun {
@@ -51,15 +54,24 @@ pub struct Writer {
 const MAX_BATCH: usize = 512;
 
 impl Writer {
-    /// Start the writer task. `committed` is called after every commit (to wake workers).
-    pub fn start(store: Store, committed: impl Fn() + Send + 'static) -> Writer {
+    /// Start the writer task. `queued` is called after a commit that queued runs (to wake the
+    /// workers); runs that `handoff` takes go straight to this process's workers instead.
+    pub fn start(
+        store: Store,
+        handoff: Option<Arc<Handoff>>,
+        queued: impl Fn() + Send + Sync + 'static,
+    ) -> Writer {
         // Bounded: when the database falls behind, callers wait here instead of piling up memory.
         let (tx, mut rx) = mpsc::channel::<Job>(4 * MAX_BATCH);
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(MAX_BATCH);
+            let cx = Cx {
+                store,
+                handoff,
+                queued: Box::new(queued),
+            };
             while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-                write_batch(&store, &mut batch).await;
-                committed();
+                write_batch(&cx, &mut batch).await;
             }
         });
         Writer { tx }
@@ -92,10 +104,17 @@ impl Writer {
     }
 }
 
-async fn write_batch(store: &Store, batch: &mut Vec<Job>) {
+/// What the writer task works with.
+struct Cx {
+    store: Store,
+    handoff: Option<Arc<Handoff>>,
+    queued: Box<dyn Fn() + Send + Sync>,
+}
+
+async fn write_batch(cx: &Cx, batch: &mut Vec<Job>) {
     let items: Vec<(&NewRun, Option<&str>)> =
         batch.iter().map(|j| (&j.item, j.seen.as_deref())).collect();
-    match insert_all(store, &items).await {
+    match insert_all(cx, &items).await {
         Ok(results) => {
             for (job, res) in batch.drain(..).zip(results) {
                 let _ = job.done.send(Ok(res));
@@ -105,7 +124,7 @@ async fn write_batch(store: &Store, batch: &mut Vec<Job>) {
             // One bad row must not fail its neighbours: retry them one by one.
             tracing::debug!(error = %e, size = batch.len(), "batch insert failed; retrying rows singly");
             for job in batch.drain(..) {
-                let res = insert_all(store, &[(&job.item, job.seen.as_deref())])
+                let res = insert_all(cx, &[(&job.item, job.seen.as_deref())])
                     .await
                     .map(|mut r| r.remove(0))
                     .map_err(|e| e.to_string());
@@ -120,12 +139,12 @@ async fn write_batch(store: &Store, batch: &mut Vec<Job>) {
     }
 }
 
-async fn insert_all(
-    store: &Store,
-    items: &[(&NewRun, Option<&str>)],
-) -> Result<Vec<Accepted>, DbErr> {
-    let _turn = store.write_turn().await;
-    let txn = store.db.begin().await?;
+/// Write `items` in one transaction; after the commit, hand over the runs reserved for this
+/// process's workers and wake the workers for the rest.
+async fn insert_all(cx: &Cx, items: &[(&NewRun, Option<&str>)]) -> Result<Vec<Accepted>, DbErr> {
+    let store = &cx.store;
+    let turn = store.write_turn().await;
+    let txn = turn.begin().await?;
     let mut results = Vec::with_capacity(items.len());
     for (item, seen) in items {
         let mut res = match &item.dedupe {
@@ -150,14 +169,69 @@ async fn insert_all(
             .exec_without_returning(&txn)
             .await?;
     }
-    let rs: Vec<runs::ActiveModel> = fresh().map(|i| i.run.clone()).collect();
+    let now = now_ms();
+    let mut rs: Vec<runs::ActiveModel> = fresh().map(|i| i.run.clone()).collect();
+    let mut handed = Vec::new();
+    if let Some(handoff) = &cx.handoff {
+        for run in &mut rs {
+            if handoff_ready(run, now) && handoff.reserve(&active_string(&run.flow)) {
+                run.status = Set("running".into());
+                run.worker = Set(Some(handoff.worker.clone()));
+                run.lease_until = Set(Some(now + handoff.lease_ms));
+                run.started_at = Set(Some(now));
+                handed.push(run.clone());
+            }
+        }
+    }
+    let queued = rs.len() > handed.len();
+    let written = write_runs(store, &txn, rs, queued).await;
+    let written = match written {
+        Ok(()) => txn.commit().await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = written {
+        if let Some(handoff) = &cx.handoff {
+            for run in &handed {
+                handoff.unreserve(&active_string(&run.flow));
+            }
+        }
+        return Err(e);
+    }
+    if let Some(handoff) = &cx.handoff {
+        for run in handed {
+            match run.try_into_model() {
+                Ok(model) => handoff.deliver(model),
+                // Unreachable (every column is set); the run is leased to this process and
+                // is claimed again when the lease expires.
+                Err(e) => tracing::error!(error = %e, "could not hand over a run"),
+            }
+        }
+    }
+    if queued {
+        (cx.queued)();
+    }
+    Ok(results)
+}
+
+/// A new run that may start now (not one held back until later).
+fn handoff_ready(run: &runs::ActiveModel, now: i64) -> bool {
+    matches!(&run.available_at, ActiveValue::Set(at) if *at <= now)
+}
+
+/// Insert the new runs; `queued`: some wait in the queue, so other processes are told.
+async fn write_runs(
+    store: &Store,
+    txn: &DatabaseTransaction,
+    rs: Vec<runs::ActiveModel>,
+    queued: bool,
+) -> Result<(), DbErr> {
     if !rs.is_empty() {
         for chunk in fixed_chunks(rs) {
             runs::Entity::insert_many(chunk)
-                .exec_without_returning(&txn)
+                .exec_without_returning(txn)
                 .await?;
         }
-        if store.is_postgres() {
+        if queued && store.is_postgres() {
             // Delivered to every listening process when (and only if) this commits.
             txn.execute_raw(store.stmt(
                 "SELECT pg_notify($1, '')",
@@ -166,8 +240,7 @@ async fn insert_all(
             .await?;
         }
     }
-    txn.commit().await?;
-    Ok(results)
+    Ok(())
 }
 
 /// Take the dedupe key for this run, unless a live one exists: the primary key decides, in the

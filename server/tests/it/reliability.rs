@@ -548,3 +548,86 @@ async fn retention_prunes_by_count_age_and_payload_policy() {
         .await;
     assert_eq!(f["steps"][0]["output"], json!({"v": 1}));
 }
+
+/// `hookflow_runs_started_total` for `flow` and `via` (`handoff` or `claim`) from `/metrics`.
+async fn started(srv: &crate::utils::TestServer, flow: &str, via: &str) -> u64 {
+    let text = srv
+        .client
+        .get(format!("{}/metrics", srv.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let prefix = "hookflow_runs_started_total{";
+    text.lines()
+        .filter(|l| {
+            l.starts_with(prefix)
+                && l.contains(&format!("flow=\"{flow}\""))
+                && l.contains(&format!("via=\"{via}\""))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// A run queued while a worker is free goes straight to it, without a claim; runs that arrive
+/// while every worker is busy wait in the queue and start in the order they came.
+#[tokio::test]
+async fn new_runs_go_straight_to_a_free_worker_and_queue_in_order_when_none_is() {
+    let gate = Gate::start().await;
+    let sink = Sink::start().await;
+    let srv = start_with(|c| c.workers = 1).await;
+    srv.create_flow(flow(
+        "handoff-order",
+        webhook("handoff-order"),
+        json!([
+            {"id": "started", "type": "http", "url": sink.url("/started"), "body": {"n": "{{ $.trigger.body.n }}"}},
+            {"id": "held", "type": "http", "url": format!("{}/held", gate.base), "timeout_ms": 60000}
+        ]),
+    ))
+    .await;
+    // An idle server: the first run is handed to the free worker.
+    let first = srv.hook("handoff-order", json!({"n": 0})).await.1["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    gate.wait_held(1).await;
+    assert_eq!(started(&srv, "handoff-order", "handoff").await, 1);
+    assert_eq!(started(&srv, "handoff-order", "claim").await, 0);
+    // The only worker is busy: these wait in the queue.
+    let mut ids = vec![first];
+    for n in 1..4 {
+        let (status, body) = srv.hook("handoff-order", json!({"n": n})).await;
+        assert_eq!(status, 202, "{body}");
+        ids.push(body["run_id"].as_str().unwrap().to_string());
+    }
+    let store = srv.app().store.clone();
+    let queued = count(
+        &store,
+        "SELECT COUNT(*) AS n FROM runs WHERE flow = 'handoff-order' AND status = 'queued'",
+        vec![],
+    )
+    .await;
+    assert_eq!(queued, 3);
+    gate.open();
+    for id in &ids {
+        assert_eq!(srv.wait_run(id).await["status"], "succeeded");
+    }
+    let order: Vec<i64> = sink
+        .received_at("/started")
+        .iter()
+        .map(|r| {
+            let n = &r.json()["n"];
+            n.as_i64()
+                .or_else(|| n.as_str()?.parse().ok())
+                .unwrap_or(-1)
+        })
+        .collect();
+    assert_eq!(order, [0, 1, 2, 3], "queued runs start in arrival order");
+    assert_eq!(started(&srv, "handoff-order", "claim").await, 3);
+    // Idle again, with an empty queue: the next run skips it once more.
+    let run = srv.hook_and_wait("handoff-order", json!({"n": 4})).await;
+    assert_eq!(run["status"], "succeeded");
+    assert_eq!(started(&srv, "handoff-order", "handoff").await, 2);
+}
