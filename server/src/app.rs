@@ -90,9 +90,7 @@ pub async fn start(cfg: ServeArgs, listener: TcpListener) -> anyhow::Result<Runn
     let handoff = Arc::new(handoff);
     let writer = {
         let wake = wake_runs.clone();
-        Writer::start(store.clone(), Some(handoff.clone()), move || {
-            wake.notify_one()
-        })
+        Writer::start(store.clone(), handoff.clone(), move || wake.notify_one())
     };
     let app = Arc::new(App {
         store,
@@ -224,11 +222,13 @@ pub async fn open_offline(
     };
     let wake_runs = Arc::new(Notify::new());
     let worker_id = flows_engine::ids::new_id("cli");
-    // One-shot commands run no workers: every run they start is queued for a server.
+    // One-shot commands run no dispatcher, so no claim ever opens the handover: every run
+    // they start is queued for a server.
     let (handoff, _) = Handoff::new(1, 1, worker_id.clone(), 0);
+    let handoff = Arc::new(handoff);
     let app = Arc::new(App {
-        writer: Writer::start(store.clone(), None, || {}),
-        handoff: Arc::new(handoff),
+        writer: Writer::start(store.clone(), handoff.clone(), || {}),
+        handoff,
         store,
         catalog: Catalog::default(),
         registry: connectors::registry(http_opts.clone()),

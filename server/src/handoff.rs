@@ -73,11 +73,6 @@ impl Handoff {
         }
     }
 
-    /// Give back a slot taken by [`Handoff::reserve`] whose run was not committed.
-    pub fn unreserve(&self, flow: &str) {
-        self.settle(flow);
-    }
-
     /// Hand a committed, reserved run to the dispatcher.
     pub fn deliver(&self, run: runs::Model) {
         if let Err(mpsc::error::SendError(run)) = self.tx.send(run) {
@@ -119,7 +114,7 @@ impl Handoff {
         self.state().open = false;
     }
 
-    /// A run of `flow` ended: its slot is free again.
+    /// A run of `flow` ended (or its reservation was not committed): its slot is free again.
     pub fn settle(&self, flow: &str) {
         let mut s = self.state();
         s.in_hand = s.in_hand.saturating_sub(1);
@@ -127,7 +122,8 @@ impl Handoff {
     }
 
     /// Runs in hand (claimed or handed over, not yet ended).
-    pub fn in_hand(&self) -> usize {
+    #[cfg(test)]
+    fn in_hand(&self) -> usize {
         self.state().in_hand
     }
 }
@@ -181,7 +177,7 @@ mod tests {
         assert!(!h.reserve("a"), "flow a is at its cap");
         h.end_claim(true);
         assert!(h.reserve("b"), "other flows still go straight through");
-        h.unreserve("b");
+        h.settle("b");
         assert_eq!(h.in_hand(), 2);
     }
 

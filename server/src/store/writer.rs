@@ -58,7 +58,7 @@ impl Writer {
     /// workers); runs that `handoff` takes go straight to this process's workers instead.
     pub fn start(
         store: Store,
-        handoff: Option<Arc<Handoff>>,
+        handoff: Arc<Handoff>,
         queued: impl Fn() + Send + Sync + 'static,
     ) -> Writer {
         // Bounded: when the database falls behind, callers wait here instead of piling up memory.
@@ -107,7 +107,7 @@ impl Writer {
 /// What the writer task works with.
 struct Cx {
     store: Store,
-    handoff: Option<Arc<Handoff>>,
+    handoff: Arc<Handoff>,
     queued: Box<dyn Fn() + Send + Sync>,
 }
 
@@ -172,15 +172,14 @@ async fn insert_all(cx: &Cx, items: &[(&NewRun, Option<&str>)]) -> Result<Vec<Ac
     let now = now_ms();
     let mut rs: Vec<runs::ActiveModel> = fresh().map(|i| i.run.clone()).collect();
     let mut handed = Vec::new();
-    if let Some(handoff) = &cx.handoff {
-        for run in &mut rs {
-            if handoff_ready(run, now) && handoff.reserve(&active_string(&run.flow)) {
-                run.status = Set("running".into());
-                run.worker = Set(Some(handoff.worker.clone()));
-                run.lease_until = Set(Some(now + handoff.lease_ms));
-                run.started_at = Set(Some(now));
-                handed.push(run.clone());
-            }
+    let handoff = &cx.handoff;
+    for run in &mut rs {
+        if handoff_ready(run, now) && handoff.reserve(active_str(&run.flow)) {
+            run.status = Set("running".into());
+            run.worker = Set(Some(handoff.worker.clone()));
+            run.lease_until = Set(Some(now + handoff.lease_ms));
+            run.started_at = Set(Some(now));
+            handed.push(run.clone());
         }
     }
     let queued = rs.len() > handed.len();
@@ -190,21 +189,17 @@ async fn insert_all(cx: &Cx, items: &[(&NewRun, Option<&str>)]) -> Result<Vec<Ac
         Err(e) => Err(e),
     };
     if let Err(e) = written {
-        if let Some(handoff) = &cx.handoff {
-            for run in &handed {
-                handoff.unreserve(&active_string(&run.flow));
-            }
+        for run in &handed {
+            handoff.settle(active_str(&run.flow));
         }
         return Err(e);
     }
-    if let Some(handoff) = &cx.handoff {
-        for run in handed {
-            match run.try_into_model() {
-                Ok(model) => handoff.deliver(model),
-                // Unreachable (every column is set); the run is leased to this process and
-                // is claimed again when the lease expires.
-                Err(e) => tracing::error!(error = %e, "could not hand over a run"),
-            }
+    for run in handed {
+        match run.try_into_model() {
+            Ok(model) => handoff.deliver(model),
+            // Unreachable (every column is set); the run is leased to this process and is
+            // claimed again when the lease expires.
+            Err(e) => tracing::error!(error = %e, "could not hand over a run"),
         }
     }
     if queued {
@@ -313,8 +308,12 @@ async fn remember_item(
 }
 
 fn active_string(v: &ActiveValue<String>) -> String {
+    active_str(v).to_string()
+}
+
+fn active_str(v: &ActiveValue<String>) -> &str {
     match v {
-        ActiveValue::Set(s) | ActiveValue::Unchanged(s) => s.clone(),
-        ActiveValue::NotSet => String::new(),
+        ActiveValue::Set(s) | ActiveValue::Unchanged(s) => s,
+        ActiveValue::NotSet => "",
     }
 }
