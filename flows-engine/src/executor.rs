@@ -108,6 +108,9 @@ pub struct RunOutcome {
     /// The output of the last step (in document order) that succeeded; the trigger body if none.
     pub output: Value,
     pub records: Vec<StepRecord>,
+    /// `false`: steps with effects were held back ([`Env::pure_only`]) and the run goes on in a
+    /// later `execute` with these records; `status` is then `Running`.
+    pub complete: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +125,9 @@ pub struct Env<'a> {
     pub secrets: &'a RunSecrets<'a>,
     pub dispatch: &'a dyn Dispatch,
     pub sink: &'a dyn StepSink,
+    /// Start only steps without effects (transform, filter), which can run before the run is
+    /// even stored: a step with effects is held back, and so is everything after it.
+    pub pure_only: bool,
 }
 
 /// Run `flow` for `trigger`. `prior` holds step records to keep (a resumed or retried run): those
@@ -143,6 +149,7 @@ pub async fn execute(
     }
     let mut started: Vec<bool> = done.iter().map(Option::is_some).collect();
     let mut failure = first_failure(flow, &done);
+    let mut held_back = false;
     let run_ctx = json!({"id": run.id, "flow": run.flow, "attempt": run.attempt});
     // Contexts of finished steps, reused for the next ones: the trigger (headers, body) is
     // copied once per concurrently running step, not once per step.
@@ -159,13 +166,17 @@ pub async fn execute(
                 if started[i] || !deps.iter().all(|&d| done[d].is_some()) {
                     continue;
                 }
-                started[i] = true;
                 let blocked = deps.iter().any(|&d| {
                     matches!(
                         done[d].as_ref().map(|r| r.status),
                         Some(StepStatus::Stopped | StepStatus::Skipped)
                     )
                 });
+                if env.pure_only && !blocked && flow.nodes[i].exec.has_effects() {
+                    held_back = true;
+                    continue;
+                }
+                started[i] = true;
                 if blocked {
                     let rec = StepRecord {
                         step_id: steps[i].id.clone(),
@@ -218,7 +229,10 @@ pub async fn execute(
     }
 
     let records: Vec<StepRecord> = done.into_iter().flatten().collect();
-    let status = if failure.is_some() {
+    let complete = failure.is_some() || !held_back;
+    let status = if !complete {
+        RunStatus::Running
+    } else if failure.is_some() {
         RunStatus::Failed
     } else if records.iter().any(|r| r.status == StepStatus::Stopped) {
         RunStatus::Filtered
@@ -240,6 +254,7 @@ pub async fn execute(
         error: failure,
         output,
         records,
+        complete,
     })
 }
 
@@ -492,6 +507,15 @@ mod tests {
         }
 
         async fn run(&self, steps: Value, prior: Vec<StepRecord>) -> (RunOutcome, Vec<StepRecord>) {
+            self.run_with(steps, prior, false).await
+        }
+
+        async fn run_with(
+            &self,
+            steps: Value,
+            prior: Vec<StepRecord>,
+            pure_only: bool,
+        ) -> (RunOutcome, Vec<StepRecord>) {
             let doc =
                 json!({"hookflow": 1, "name": "t", "trigger": {"type": "manual"}, "steps": steps});
             let flow = prepare(
@@ -509,6 +533,7 @@ mod tests {
                 secrets: &secrets,
                 dispatch: &NoDispatch,
                 sink: &sink,
+                pure_only,
             };
             let run = RunInfo {
                 id: "run_1".into(),
@@ -530,6 +555,52 @@ mod tests {
 
     fn rec<'a>(records: &'a [StepRecord], id: &str) -> &'a StepRecord {
         records.iter().find(|r| r.step_id == id).unwrap()
+    }
+
+    #[tokio::test]
+    async fn pure_only_runs_the_steps_without_effects_and_leaves_the_rest_to_a_later_run() {
+        let h = Harness::new();
+        let steps = json!([
+            {"id": "shape", "type": "probe", "pure": true},
+            {"id": "call", "type": "probe"},
+            {"id": "after_call", "type": "probe", "pure": true},
+            {"id": "side", "type": "probe", "pure": true, "after": []}
+        ]);
+        let (first, recs) = h.run_with(steps.clone(), vec![], true).await;
+        assert!(!first.complete);
+        assert_eq!(first.status, RunStatus::Running);
+        let mut ran = h.calls();
+        ran.sort();
+        assert_eq!(ran, ["shape", "side"]);
+        assert_eq!(recs.len(), 2);
+        // Resumed from those records, only the held-back steps run.
+        let (rest, _) = h.run(steps, first.records).await;
+        assert!(rest.complete);
+        assert_eq!(rest.status, RunStatus::Succeeded);
+        assert_eq!(h.calls()[2..], ["call", "after_call"]);
+        assert_eq!(rec(&rest.records, "after_call").input["id"], "call");
+    }
+
+    #[tokio::test]
+    async fn pure_only_ends_a_run_that_never_reaches_a_step_with_effects() {
+        for (flag, status) in [
+            ("stop", RunStatus::Filtered),
+            ("fail", RunStatus::Failed),
+            ("pure", RunStatus::Succeeded),
+        ] {
+            let h = Harness::new();
+            let mut first = json!({"id": "first", "type": "probe", "pure": true});
+            first[flag] = json!(true);
+            let call = if flag == "pure" {
+                json!({"id": "call", "type": "probe", "pure": true})
+            } else {
+                json!({"id": "call", "type": "probe"})
+            };
+            let (out, _) = h.run_with(json!([first, call]), vec![], true).await;
+            assert!(out.complete, "{flag}");
+            assert_eq!(out.status, status, "{flag}");
+            assert!(!h.calls().contains(&"call".to_string()) || flag == "pure");
+        }
     }
 
     #[tokio::test]

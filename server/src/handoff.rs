@@ -10,14 +10,36 @@
 
 use std::sync::Mutex;
 
+use flows_engine::StepRecord;
+use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::store::{entities::runs, queue::FlowBudget};
 
+/// A run a worker takes, with what is known of it beyond its row.
+pub struct RunInHand {
+    pub run: runs::Model,
+    /// The records of its finished steps; `None`: read them from the store.
+    pub prior: Option<Vec<StepRecord>>,
+    /// Its trigger, already parsed; `None`: parse `run.trigger`.
+    pub trigger: Option<Value>,
+}
+
+impl RunInHand {
+    /// A run read from the store; `first_start`: it never started, so no step has a record.
+    pub fn stored(run: runs::Model, first_start: bool) -> Self {
+        RunInHand {
+            run,
+            prior: first_start.then(Vec::new),
+            trigger: None,
+        }
+    }
+}
+
 /// The dispatcher's worker slots, shared with the writer.
 pub struct Handoff {
     state: Mutex<State>,
-    tx: mpsc::UnboundedSender<runs::Model>,
+    tx: mpsc::UnboundedSender<RunInHand>,
     /// This process's identity in leases.
     pub worker: String,
     pub lease_ms: i64,
@@ -33,7 +55,7 @@ struct State {
 }
 
 /// Runs handed over, for the dispatcher.
-pub type Handed = mpsc::UnboundedReceiver<runs::Model>;
+pub type Handed = mpsc::UnboundedReceiver<RunInHand>;
 
 impl Handoff {
     pub fn new(workers: usize, flow_cap: usize, worker: String, lease_ms: i64) -> (Self, Handed) {
@@ -74,8 +96,8 @@ impl Handoff {
     }
 
     /// Hand a committed, reserved run to the dispatcher.
-    pub fn deliver(&self, run: runs::Model) {
-        if let Err(mpsc::error::SendError(run)) = self.tx.send(run) {
+    pub fn deliver(&self, run: RunInHand) {
+        if let Err(mpsc::error::SendError(RunInHand { run, .. })) = self.tx.send(run) {
             // The dispatcher has stopped (shutdown): the run is leased to this process and is
             // handed back with the others, or claimed again when its lease expires.
             self.settle(&run.flow);
@@ -208,7 +230,7 @@ mod tests {
             started_at: Some(0),
             finished_at: None,
         };
-        h.deliver(run);
+        h.deliver(RunInHand::stored(run, true));
         assert_eq!(h.in_hand(), 0);
     }
 }

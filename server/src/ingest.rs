@@ -1,11 +1,17 @@
 //! Turning a request (or a manual payload, a replay, a chained body) into a queued run. For a
 //! webhook, the event and its run are committed together before anyone answers 2xx.
 
+use async_trait::async_trait;
 use axum::{
     body::Bytes,
     http::{HeaderMap, Method},
 };
-use flows_engine::{RunStatus, ids::new_id};
+use flows_engine::{
+    PreparedFlow, RunInfo, RunStatus, StepRecord, StepSink,
+    executor::{Env, execute},
+    ids::new_id,
+    secrets::RunSecrets,
+};
 use sea_orm::Set;
 use serde_json::{Map, Value, json};
 
@@ -15,8 +21,10 @@ use crate::{
     store::{
         entities::{events, runs},
         now_ms, rfc3339,
-        writer::{Accepted, NewRun},
+        runs::step_row,
+        writer::{Accepted, Ahead, NewRun},
     },
+    worker::{StoreDispatch, flow_secrets},
 };
 
 /// A parsed request body, by its declared content type.
@@ -73,11 +81,12 @@ pub struct Inbound {
 /// queues nothing and answers with the first run.
 pub async fn accept_webhook(
     app: &App,
-    flow: &str,
+    prepared: &PreparedFlow,
     version: i64,
     req: Inbound,
     dedupe: Option<(String, std::time::Duration)>,
 ) -> Result<(String, Accepted), Error> {
+    let flow = prepared.name();
     let body = parse_body(&req.headers, &req.body)?;
     let now = now_ms();
     let headers = connectors::http::header_object(&req.headers);
@@ -100,6 +109,8 @@ pub async fn accept_webhook(
     };
     let (id, mut run) = new_run(flow, version, &trigger, 0, None, None);
     run.event_id = Set(Some(event_id));
+    let ahead = run_ahead(app, prepared, version, &id, &mut run, trigger, now).await?;
+    let ended = ahead.ended;
     let dedupe = dedupe.map(|(key, window)| (key, now + window.as_millis() as i64));
     let accepted = app
         .writer
@@ -107,9 +118,91 @@ pub async fn accept_webhook(
             event: Some(event),
             run,
             dedupe,
+            ahead: Some(ahead.steps),
         })
         .await?;
+    if let (Accepted::Queued, Some(status)) = (&accepted, ended) {
+        metrics::counter!("hookflow_runs_started_total", "flow" => flow.to_string(), "via" => "ingest").increment(1);
+        metrics::counter!("hookflow_runs_total", "flow" => flow.to_string(), "status" => status.as_str()).increment(1);
+    }
     Ok((id, accepted))
+}
+
+/// What running ahead of the queue did.
+struct RanAhead {
+    steps: Ahead,
+    /// The run ended there, with this status.
+    ended: Option<RunStatus>,
+}
+
+/// Run the steps that reach nothing outside the run (transform, filter) now, before the run is
+/// stored. A run that ends there (a filter said no, a flow of transforms) is stored finished
+/// with their records and never waits for a worker nor writes again. Otherwise the first step
+/// with effects, and all after it, are left to a worker: handed over, it starts from these
+/// records (committed with the run); queued, its claimer computes them again. Steps without
+/// effects give the same result wherever they run, so recovery does not change.
+async fn run_ahead(
+    app: &App,
+    flow: &PreparedFlow,
+    version: i64,
+    id: &str,
+    run: &mut runs::ActiveModel,
+    trigger: Value,
+    now: i64,
+) -> Result<RanAhead, Error> {
+    let pure_start = flow
+        .nodes
+        .iter()
+        .any(|n| n.deps.is_empty() && !n.exec.has_effects());
+    let mut steps = Ahead {
+        rows: Vec::new(),
+        records: Vec::new(),
+        trigger,
+    };
+    if !pure_start {
+        return Ok(RanAhead { steps, ended: None });
+    }
+    let secrets = flow_secrets(app, flow).await?;
+    let run_secrets = RunSecrets::new(&secrets);
+    let info = RunInfo {
+        id: id.to_string(),
+        flow: flow.name().to_string(),
+        version,
+        attempt: 1,
+        depth: 0,
+    };
+    let env = Env {
+        secrets: &run_secrets,
+        dispatch: &StoreDispatch { app },
+        sink: &InMemory,
+        pure_only: true,
+    };
+    let outcome = execute(flow, &steps.trigger, &info, Vec::new(), &env)
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    steps.rows = outcome.records.iter().map(|r| step_row(id, r)).collect();
+    let ended = outcome.complete.then_some(outcome.status);
+    if ended.is_some() {
+        run.started_at = Set(Some(now));
+        let mut output = outcome.output;
+        run_secrets.redact(&mut output);
+        run.status = Set(outcome.status.as_str().to_string());
+        run.error = Set(outcome.error);
+        run.output = Set(serde_json::to_string(&output).ok());
+        run.finished_at = Set(Some(now_ms()));
+    }
+    steps.records = outcome.records;
+    Ok(RanAhead { steps, ended })
+}
+
+/// Steps run ahead of the queue are kept in the outcome and written with the run.
+struct InMemory;
+
+#[async_trait]
+impl StepSink for InMemory {
+    async fn record(&self, _: &RunInfo, _: &StepRecord, _: bool) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// A run started without a request: manual, replayed, or chained from another flow.
@@ -160,6 +253,7 @@ pub async fn queue_trigger(
             event: None,
             run,
             dedupe: None,
+            ahead: None,
         })
         .await?;
     Ok(id)

@@ -286,6 +286,7 @@ async fn queue(
         event: None,
         run,
         dedupe: None,
+        ahead: None,
     };
     let accepted = match key {
         Key::Tick(_) => app.writer.submit(new).await,

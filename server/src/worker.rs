@@ -6,7 +6,7 @@ use std::{collections::HashMap, time::Duration};
 
 use async_trait::async_trait;
 use flows_engine::{
-    Dispatch, ExecError, RunInfo, RunStatus, StepRecord, StepSink,
+    Dispatch, ExecError, PreparedFlow, RunInfo, RunStatus, StepRecord, StepSink,
     connector::{ChainRequest, DeliveryRequest},
     executor::{Env, execute},
     ids::new_id,
@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 use crate::{
     app::{App, AppState},
     error::Error,
-    handoff::{Handed, Handoff},
+    handoff::{Handed, Handoff, RunInHand},
     ingest::{Started, start_run},
     store::{
         deliveries::delivery_json,
@@ -65,14 +65,13 @@ pub async fn run_dispatcher(app: AppState, mut handed: Handed) {
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let spawn = |running: &mut JoinSet<()>,
                  flows: &mut HashMap<tokio::task::Id, String>,
-                 run: runs::Model,
-                 first_start: bool,
+                 run: RunInHand,
                  via: &'static str| {
         let app = app.clone();
-        let flow = run.flow.clone();
+        let flow = run.run.flow.clone();
         metrics::counter!("hookflow_runs_started_total", "flow" => flow.clone(), "via" => via)
             .increment(1);
-        let handle = running.spawn(async move { execute_claimed(&app, run, first_start).await });
+        let handle = running.spawn(async move { execute_claimed(&app, run).await });
         flows.insert(handle.id(), flow);
     };
     loop {
@@ -81,7 +80,7 @@ pub async fn run_dispatcher(app: AppState, mut handed: Handed) {
             ended += 1;
         }
         while let Ok(run) = handed.try_recv() {
-            spawn(&mut running, &mut flows, run, true, "handoff");
+            spawn(&mut running, &mut flows, run, "handoff");
         }
         let free = slots.free();
         let mut claimed_all = false;
@@ -101,7 +100,8 @@ pub async fn run_dispatcher(app: AppState, mut handed: Handed) {
                     let mut capped = false;
                     for Claimed { run, first_start } in claimed {
                         capped |= slots.claimed(&run.flow);
-                        spawn(&mut running, &mut flows, run, first_start, "claim");
+                        let run = RunInHand::stored(run, first_start);
+                        spawn(&mut running, &mut flows, run, "claim");
                     }
                     backlog = claimed_all || capped;
                     waiting = backlog || held_back;
@@ -119,7 +119,7 @@ pub async fn run_dispatcher(app: AppState, mut handed: Handed) {
                 settle(res, &mut flows, slots);
                 ended += 1;
             }
-            Some(run) = handed.recv() => spawn(&mut running, &mut flows, run, true, "handoff"),
+            Some(run) = handed.recv() => spawn(&mut running, &mut flows, run, "handoff"),
             _ = app.wake_runs.notified() => waiting = true,
             _ = poll.tick() => {
                 waiting = true;
@@ -130,8 +130,8 @@ pub async fn run_dispatcher(app: AppState, mut handed: Handed) {
     slots.close();
     // Runs handed over but not started are leased to this process: `drain` hands them back.
     handed.close();
-    while let Ok(run) = handed.try_recv() {
-        slots.settle(&run.flow);
+    while let Ok(taken) = handed.try_recv() {
+        slots.settle(&taken.run.flow);
     }
     drain(&app, running).await;
 }
@@ -219,12 +219,16 @@ impl Drop for Heartbeat {
     }
 }
 
-/// Execute one claimed run to its end (or until its lease is lost). `first_start`: the run
-/// never started before, so it has no step records to resume from.
-pub async fn execute_claimed(app: &App, run: runs::Model, first_start: bool) {
+/// Execute one claimed run to its end (or until its lease is lost).
+pub async fn execute_claimed(app: &App, taken: RunInHand) {
+    let RunInHand {
+        run,
+        prior,
+        trigger,
+    } = taken;
     let id = run.id.clone();
     let heartbeat = Heartbeat::start(app, &id);
-    let result = execute_run(app, &run, first_start).await;
+    let result = execute_run(app, &run, prior, trigger).await;
     drop(heartbeat);
     match result {
         Ok((status, error, output)) => {
@@ -257,7 +261,8 @@ pub async fn execute_claimed(app: &App, run: runs::Model, first_start: bool) {
 async fn execute_run(
     app: &App,
     run: &runs::Model,
-    first_start: bool,
+    prior: Option<Vec<StepRecord>>,
+    trigger: Option<Value>,
 ) -> Result<(RunStatus, Option<String>, Value), Error> {
     let flow = match app
         .catalog
@@ -268,24 +273,24 @@ async fn execute_run(
         Err(Error::NotFound(msg)) => return Ok((RunStatus::Failed, Some(msg), Value::Null)),
         Err(e) => return Err(e),
     };
-    let trigger: Value = serde_json::from_str(&run.trigger)?;
-    let recorded = if first_start {
-        Vec::new()
-    } else {
-        app.store.run_steps(&run.id).await?
+    let trigger: Value = match trigger {
+        Some(t) => t,
+        None => serde_json::from_str(&run.trigger)?,
     };
-    let prior: Vec<StepRecord> = recorded
-        .iter()
-        // A finished step whose payloads were not saved (`--save-steps`) cannot feed the steps
-        // after it, so it runs again.
-        .filter(|s| !(s.status == "succeeded" && s.output.is_none()))
-        .filter_map(step_record)
-        .collect();
-    let secrets: HashMap<String, String> = if flow.secret_refs().is_empty() {
-        HashMap::new()
-    } else {
-        app.store.load_secrets(&app.key).await?
+    let prior = match prior {
+        Some(p) => p,
+        None => app
+            .store
+            .run_steps(&run.id)
+            .await?
+            .iter()
+            // A finished step whose payloads were not saved (`--save-steps`) cannot feed the
+            // steps after it, so it runs again.
+            .filter(|s| !(s.status == "succeeded" && s.output.is_none()))
+            .filter_map(step_record)
+            .collect(),
     };
+    let secrets = flow_secrets(app, &flow).await?;
     let run_secrets = RunSecrets::new(&secrets);
     let info = RunInfo {
         id: run.id.clone(),
@@ -300,6 +305,7 @@ async fn execute_run(
         secrets: &run_secrets,
         dispatch: &dispatch,
         sink: &sink,
+        pure_only: false,
     };
     match execute(&flow, &trigger, &info, prior, &env).await {
         Ok(outcome) => {
@@ -310,6 +316,18 @@ async fn execute_run(
         Err(ExecError::Sink { step, error }) => {
             Err(Error::Internal(format!("recording step '{step}': {error}")))
         }
+    }
+}
+
+/// The decrypted secrets a run of `flow` needs (none if it references none).
+pub async fn flow_secrets(
+    app: &App,
+    flow: &PreparedFlow,
+) -> Result<HashMap<String, String>, Error> {
+    if flow.secret_refs().is_empty() {
+        Ok(HashMap::new())
+    } else {
+        app.store.load_secrets(&app.key).await
     }
 }
 

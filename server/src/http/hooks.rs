@@ -101,8 +101,7 @@ async fn handle(
         query,
         body,
     };
-    let (run_id, accepted) =
-        accept_webhook(app, flow.name(), served.version, inbound, dedupe).await?;
+    let (run_id, accepted) = accept_webhook(app, flow, served.version, inbound, dedupe).await?;
     if let Accepted::Duplicate { run_id } = accepted {
         return Ok((
             StatusCode::OK,

@@ -126,20 +126,8 @@ impl Store {
         rec: &StepRecord,
         durable: bool,
     ) -> Result<(), Error> {
-        let text = |v: &Value| serde_json::to_string(v).ok();
-        let row = step_runs::ActiveModel {
-            run_id: Set(run_id.to_string()),
-            step_id: Set(rec.step_id.clone()),
-            status: Set(rec.status.as_str().to_string()),
-            input: Set(text(&rec.input)),
-            output: Set(rec.output.as_ref().and_then(text)),
-            error: Set(rec.error.clone()),
-            attempts: Set(rec.attempts as i32),
-            started_at: Set(rec.started_at.timestamp_millis()),
-            duration_ms: Set(rec.duration_ms as i64),
-        };
         // Through the step writer: concurrent runs share one commit.
-        self.write_step_row(row, durable).await
+        self.write_step_row(step_row(run_id, rec), durable).await
     }
 
     /// Queue a failed run again as a new attempt: its failed and skipped steps are forgotten,
@@ -169,5 +157,21 @@ impl Store {
         let updated = sea_orm::ActiveModelTrait::update(row, &txn).await?;
         txn.commit().await?;
         Ok(Some(updated))
+    }
+}
+
+/// The row of a step record.
+pub fn step_row(run_id: &str, rec: &StepRecord) -> step_runs::ActiveModel {
+    let text = |v: &Value| serde_json::to_string(v).ok();
+    step_runs::ActiveModel {
+        run_id: Set(run_id.to_string()),
+        step_id: Set(rec.step_id.clone()),
+        status: Set(rec.status.as_str().to_string()),
+        input: Set(text(&rec.input)),
+        output: Set(rec.output.as_ref().and_then(text)),
+        error: Set(rec.error.clone()),
+        attempts: Set(rec.attempts as i32),
+        started_at: Set(rec.started_at.timestamp_millis()),
+        duration_ms: Set(rec.duration_ms as i64),
     }
 }

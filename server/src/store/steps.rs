@@ -182,19 +182,7 @@ async fn write_rows<'a>(
         .collect();
     for chunk in fixed_chunks(rows) {
         step_runs::Entity::insert_many(chunk)
-            .on_conflict(
-                OnConflict::columns([step_runs::Column::RunId, step_runs::Column::StepId])
-                    .update_columns([
-                        step_runs::Column::Status,
-                        step_runs::Column::Input,
-                        step_runs::Column::Output,
-                        step_runs::Column::Error,
-                        step_runs::Column::Attempts,
-                        step_runs::Column::StartedAt,
-                        step_runs::Column::DurationMs,
-                    ])
-                    .to_owned(),
-            )
+            .on_conflict(step_conflict())
             .exec_without_returning(&txn)
             .await?;
     }
@@ -217,6 +205,21 @@ async fn write_rows<'a>(
             Op::End(end) => u64::from(ended.contains(&end.id)),
         })
         .collect())
+}
+
+/// A step record replaces an earlier one of the same step (a step run again on resume).
+pub(crate) fn step_conflict() -> OnConflict {
+    OnConflict::columns([step_runs::Column::RunId, step_runs::Column::StepId])
+        .update_columns([
+            step_runs::Column::Status,
+            step_runs::Column::Input,
+            step_runs::Column::Output,
+            step_runs::Column::Error,
+            step_runs::Column::Attempts,
+            step_runs::Column::StartedAt,
+            step_runs::Column::DurationMs,
+        ])
+        .to_owned()
 }
 
 /// Write the ends of several runs in one statement; returns the ids of the runs still held by

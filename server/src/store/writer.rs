@@ -5,19 +5,24 @@
 
 use std::sync::Arc;
 
+use flows_engine::StepRecord;
 use sea_orm::{
     ActiveValue, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, FromQueryResult, Set,
     TransactionTrait, TryIntoModel,
 };
+use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
     Store,
-    entities::{events, runs},
+    entities::{events, runs, step_runs},
     now_ms,
-    steps::fixed_chunks,
+    steps::{fixed_chunks, step_conflict},
 };
-use crate::{error::Error, handoff::Handoff};
+use crate::{
+    error::Error,
+    handoff::{Handoff, RunInHand},
+};
 
 /// A run to queue, with the inbound event that started it (if any).
 pub struct NewRun {
@@ -25,6 +30,16 @@ pub struct NewRun {
     pub run: runs::ActiveModel,
     /// A delivery id to dedupe on, and when its window ends (ms).
     pub dedupe: Option<(String, i64)>,
+    /// Steps that already ran as the run was accepted (see `ingest`): their records, written
+    /// with the run, and what the worker it may be handed to needs of them.
+    pub ahead: Option<Ahead>,
+}
+
+/// Steps run ahead of the queue.
+pub struct Ahead {
+    pub rows: Vec<step_runs::ActiveModel>,
+    pub records: Vec<StepRecord>,
+    pub trigger: Value,
 }
 
 /// What became of a submitted run.
@@ -112,9 +127,11 @@ struct Cx {
 }
 
 async fn write_batch(cx: &Cx, batch: &mut Vec<Job>) {
-    let items: Vec<(&NewRun, Option<&str>)> =
-        batch.iter().map(|j| (&j.item, j.seen.as_deref())).collect();
-    match insert_all(cx, &items).await {
+    let mut items: Vec<(&mut NewRun, Option<&str>)> = batch
+        .iter_mut()
+        .map(|j| (&mut j.item, j.seen.as_deref()))
+        .collect();
+    match insert_all(cx, &mut items).await {
         Ok(results) => {
             for (job, res) in batch.drain(..).zip(results) {
                 let _ = job.done.send(Ok(res));
@@ -123,8 +140,8 @@ async fn write_batch(cx: &Cx, batch: &mut Vec<Job>) {
         Err(e) if batch.len() > 1 => {
             // One bad row must not fail its neighbours: retry them one by one.
             tracing::debug!(error = %e, size = batch.len(), "batch insert failed; retrying rows singly");
-            for job in batch.drain(..) {
-                let res = insert_all(cx, &[(&job.item, job.seen.as_deref())])
+            for mut job in batch.drain(..) {
+                let res = insert_all(cx, &mut [(&mut job.item, job.seen.as_deref())])
                     .await
                     .map(|mut r| r.remove(0))
                     .map_err(|e| e.to_string());
@@ -141,12 +158,15 @@ async fn write_batch(cx: &Cx, batch: &mut Vec<Job>) {
 
 /// Write `items` in one transaction; after the commit, hand over the runs reserved for this
 /// process's workers and wake the workers for the rest.
-async fn insert_all(cx: &Cx, items: &[(&NewRun, Option<&str>)]) -> Result<Vec<Accepted>, DbErr> {
+async fn insert_all(
+    cx: &Cx,
+    items: &mut [(&mut NewRun, Option<&str>)],
+) -> Result<Vec<Accepted>, DbErr> {
     let store = &cx.store;
     let turn = store.write_turn().await;
     let txn = turn.begin().await?;
     let mut results = Vec::with_capacity(items.len());
-    for (item, seen) in items {
+    for (item, seen) in items.iter() {
         let mut res = match &item.dedupe {
             Some((key, expires_at)) => claim_key(store, &txn, item, key, *expires_at).await?,
             None => Accepted::Queued,
@@ -156,47 +176,73 @@ async fn insert_all(cx: &Cx, items: &[(&NewRun, Option<&str>)]) -> Result<Vec<Ac
         }
         results.push(res);
     }
-    let fresh = || {
-        items
-            .iter()
-            .zip(&results)
-            .filter(|(_, r)| **r == Accepted::Queued)
-            .map(|((i, _), _)| *i)
-    };
-    let evs: Vec<events::ActiveModel> = fresh().filter_map(|i| i.event.clone()).collect();
+    // Indices of the items that queue a run (not duplicates).
+    let fresh: Vec<usize> = (0..items.len())
+        .filter(|&i| results[i] == Accepted::Queued)
+        .collect();
+    let evs: Vec<events::ActiveModel> = fresh
+        .iter()
+        .filter_map(|&i| items[i].0.event.clone())
+        .collect();
     for chunk in fixed_chunks(evs) {
         events::Entity::insert_many(chunk)
             .exec_without_returning(&txn)
             .await?;
     }
     let now = now_ms();
-    let mut rs: Vec<runs::ActiveModel> = fresh().map(|i| i.run.clone()).collect();
-    let mut handed = Vec::new();
+    let mut rs: Vec<runs::ActiveModel> = Vec::with_capacity(fresh.len());
+    let mut handed: Vec<(usize, runs::ActiveModel)> = Vec::new();
+    let mut queued = false;
     let handoff = &cx.handoff;
-    for run in &mut rs {
-        if handoff_ready(run, now) && handoff.reserve(active_str(&run.flow)) {
-            run.status = Set("running".into());
-            run.worker = Set(Some(handoff.worker.clone()));
-            run.lease_until = Set(Some(now + handoff.lease_ms));
-            run.started_at = Set(Some(now));
-            handed.push(run.clone());
+    // Records of steps run ahead are written for runs that ended as they were accepted and for
+    // runs handed over with them; a queued run leaves them out and its claimer computes those
+    // steps again (cheaper than reading their records back).
+    let mut steps: Vec<step_runs::ActiveModel> = Vec::new();
+    for &i in &fresh {
+        let mut run = items[i].0.run.clone();
+        let mut keep_steps = true;
+        if active_str(&run.status) == "queued" {
+            if ready(&run, now) && handoff.reserve(active_str(&run.flow)) {
+                run.status = Set("running".into());
+                run.worker = Set(Some(handoff.worker.clone()));
+                run.lease_until = Set(Some(now + handoff.lease_ms));
+                run.started_at = Set(Some(now));
+                handed.push((i, run.clone()));
+            } else {
+                queued = true;
+                keep_steps = false;
+            }
         }
+        if let (true, Some(ahead)) = (keep_steps, &items[i].0.ahead) {
+            steps.extend(ahead.rows.iter().cloned());
+        }
+        rs.push(run);
     }
-    let queued = rs.len() > handed.len();
-    let written = write_runs(store, &txn, rs, queued).await;
+    let written = match write_runs(store, &txn, rs, queued).await {
+        Ok(()) => write_steps(&txn, steps).await,
+        Err(e) => Err(e),
+    };
     let written = match written {
         Ok(()) => txn.commit().await,
         Err(e) => Err(e),
     };
     if let Err(e) = written {
-        for run in &handed {
+        for (_, run) in &handed {
             handoff.settle(active_str(&run.flow));
         }
         return Err(e);
     }
-    for run in handed {
+    for (i, run) in handed {
+        let (prior, trigger) = match items[i].0.ahead.take() {
+            Some(a) => (a.records, Some(a.trigger)),
+            None => (Vec::new(), None),
+        };
         match run.try_into_model() {
-            Ok(model) => handoff.deliver(model),
+            Ok(run) => handoff.deliver(RunInHand {
+                run,
+                prior: Some(prior),
+                trigger,
+            }),
             // Unreachable (every column is set); the run is leased to this process and is
             // claimed again when the lease expires.
             Err(e) => tracing::error!(error = %e, "could not hand over a run"),
@@ -209,8 +255,22 @@ async fn insert_all(cx: &Cx, items: &[(&NewRun, Option<&str>)]) -> Result<Vec<Ac
 }
 
 /// A new run that may start now (not one held back until later).
-fn handoff_ready(run: &runs::ActiveModel, now: i64) -> bool {
+fn ready(run: &runs::ActiveModel, now: i64) -> bool {
     matches!(&run.available_at, ActiveValue::Set(at) if *at <= now)
+}
+
+/// Insert the records of steps run ahead of the queue.
+async fn write_steps(
+    txn: &DatabaseTransaction,
+    rows: Vec<step_runs::ActiveModel>,
+) -> Result<(), DbErr> {
+    for chunk in fixed_chunks(rows) {
+        step_runs::Entity::insert_many(chunk)
+            .on_conflict(step_conflict())
+            .exec_without_returning(txn)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Insert the new runs; `queued`: some wait in the queue, so other processes are told.

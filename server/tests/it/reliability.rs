@@ -549,8 +549,18 @@ async fn retention_prunes_by_count_age_and_payload_policy() {
     assert_eq!(f["steps"][0]["output"], json!({"v": 1}));
 }
 
-/// `hookflow_runs_started_total` for `flow` and `via` (`handoff` or `claim`) from `/metrics`.
+/// `hookflow_runs_started_total` for `flow` and `via` (`ingest`, `handoff` or `claim`).
 async fn started(srv: &crate::utils::TestServer, flow: &str, via: &str) -> u64 {
+    metric(
+        srv,
+        "hookflow_runs_started_total",
+        &[format!("flow=\"{flow}\""), format!("via=\"{via}\"")],
+    )
+    .await
+}
+
+/// The sum of the series of `name` in `/metrics` that carry every one of `labels`.
+async fn metric(srv: &crate::utils::TestServer, name: &str, labels: &[String]) -> u64 {
     let text = srv
         .client
         .get(format!("{}/metrics", srv.url))
@@ -560,13 +570,9 @@ async fn started(srv: &crate::utils::TestServer, flow: &str, via: &str) -> u64 {
         .text()
         .await
         .unwrap();
-    let prefix = "hookflow_runs_started_total{";
+    let prefix = format!("{name}{{");
     text.lines()
-        .filter(|l| {
-            l.starts_with(prefix)
-                && l.contains(&format!("flow=\"{flow}\""))
-                && l.contains(&format!("via=\"{via}\""))
-        })
+        .filter(|l| l.starts_with(&prefix) && labels.iter().all(|x| l.contains(x.as_str())))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum()
 }
@@ -630,4 +636,90 @@ async fn new_runs_go_straight_to_a_free_worker_and_queue_in_order_when_none_is()
     let run = srv.hook_and_wait("handoff-order", json!({"n": 4})).await;
     assert_eq!(run["status"], "succeeded");
     assert_eq!(started(&srv, "handoff-order", "handoff").await, 2);
+}
+
+/// Steps without effects (transform, filter) run as the webhook is accepted: with the only
+/// worker busy, a flow of such steps has already ended when the 202 comes. A run that goes on to
+/// an HTTP call waits in the queue (its claimer computes those steps again), or, with a worker
+/// free, is handed over with their records and they do not run again.
+#[tokio::test]
+async fn steps_without_effects_run_as_the_webhook_is_accepted() {
+    let gate = Gate::start().await;
+    let sink = Sink::start().await;
+    let srv = start_with(|c| c.workers = 1).await;
+    srv.create_flow(flow(
+        "busy",
+        webhook("busy"),
+        json!([{"id": "held", "type": "http", "url": format!("{}/held", gate.base), "timeout_ms": 60000}]),
+    ))
+    .await;
+    srv.create_flow(flow(
+        "shape-only",
+        webhook("shape-only"),
+        json!([{"id": "shape", "type": "transform", "output": {"n": "{{ $.trigger.body.n | number }}"}}]),
+    ))
+    .await;
+    srv.create_flow(flow(
+        "paid-call",
+        webhook("paid-call"),
+        json!([
+            {"id": "shape", "type": "transform", "output": {"n": "{{ $.trigger.body.n }}", "paid": "{{ $.trigger.body.paid }}"}},
+            {"id": "paid", "type": "filter", "condition": {"path": "$.input.paid", "op": "eq", "value": "yes"}},
+            {"id": "send", "type": "http", "url": sink.url("/paid"), "body": "{{ $.input }}"}
+        ]),
+    ))
+    .await;
+    srv.hook("busy", json!({})).await;
+    gate.wait_held(1).await;
+
+    let id = |body: &Value| body["run_id"].as_str().unwrap().to_string();
+    let (status, body) = srv.hook("shape-only", json!({"n": "7"})).await;
+    assert_eq!(status, 202, "{body}");
+    let (_, run) = srv.get(&format!("/api/runs/{}", id(&body))).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["output"], json!({"n": 7}), "{run}");
+    assert_eq!(run["steps"][0]["status"], "succeeded", "{run}");
+
+    let (_, body) = srv.hook("paid-call", json!({"n": 1, "paid": "no"})).await;
+    let (_, unpaid) = srv.get(&format!("/api/runs/{}", id(&body))).await;
+    assert_eq!(unpaid["status"], "filtered", "{unpaid}");
+    assert_eq!(unpaid["steps"].as_array().unwrap().len(), 3, "{unpaid}");
+
+    let (_, body) = srv.hook("paid-call", json!({"n": 2, "paid": "yes"})).await;
+    let queued_id = id(&body);
+    let (_, waiting) = srv.get(&format!("/api/runs/{queued_id}")).await;
+    assert_eq!(waiting["status"], "queued", "{waiting}");
+    assert_eq!(started(&srv, "shape-only", "ingest").await, 1);
+    assert_eq!(started(&srv, "paid-call", "ingest").await, 1);
+
+    gate.open();
+    let done = srv.wait_run(&queued_id).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(started(&srv, "paid-call", "claim").await, 1);
+    assert_eq!(
+        sink.received_at("/paid")[0].json(),
+        json!({"n": 2, "paid": "yes"})
+    );
+
+    // A worker is free: handed over with the records of the steps that already ran.
+    let before = transforms_run(&srv).await;
+    let handed = srv
+        .hook_and_wait("paid-call", json!({"n": 3, "paid": "yes"}))
+        .await;
+    assert_eq!(handed["status"], "succeeded", "{handed}");
+    assert_eq!(started(&srv, "paid-call", "handoff").await, 1);
+    assert_eq!(
+        transforms_run(&srv).await - before,
+        1,
+        "the transform ran once"
+    );
+    let sent = sink.received_at("/paid");
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[1].json(), json!({"n": 3, "paid": "yes"}));
+}
+
+/// How many transform steps this process has run.
+async fn transforms_run(srv: &crate::utils::TestServer) -> u64 {
+    let transform = ["type=\"transform\"".to_string()];
+    metric(srv, "hookflow_step_duration_seconds_count", &transform).await
 }
