@@ -200,9 +200,13 @@ pub async fn execute(
                         ctx["steps"] = outputs(steps, &done);
                         ctx
                     }
-                    None => {
-                        json!({"trigger": trigger, "input": input, "steps": outputs(steps, &done), "run": run_ctx})
-                    }
+                    // Built by hand: `json!` would copy the trigger through a serializer.
+                    None => Value::Object(Map::from_iter([
+                        ("trigger".to_string(), trigger.clone()),
+                        ("input".to_string(), input),
+                        ("steps".to_string(), outputs(steps, &done)),
+                        ("run".to_string(), run_ctx.clone()),
+                    ])),
                 };
                 running.push(run_step(flow, i, ctx, run, env));
             }

@@ -95,6 +95,13 @@ impl Handoff {
         }
     }
 
+    /// Whether a new run of `flow` would be handed over now. A hint: the writer decides when
+    /// it reserves the slot.
+    pub fn would_take(&self, flow: &str) -> bool {
+        let s = self.state();
+        s.open && s.in_hand < s.workers && s.budget.room(flow) > 0
+    }
+
     /// Hand a committed, reserved run to the dispatcher.
     pub fn deliver(&self, run: RunInHand) {
         if let Err(mpsc::error::SendError(RunInHand { run, .. })) = self.tx.send(run) {
@@ -164,6 +171,7 @@ mod tests {
         assert!(!h.reserve("a"), "closed at start: the queue may hold runs");
         h.begin_claim();
         h.end_claim(true);
+        assert!(h.would_take("a"));
         assert!(h.reserve("a"));
         assert_eq!((h.in_hand(), h.free()), (1, 3));
     }
@@ -174,6 +182,7 @@ mod tests {
         h.end_claim(true);
         assert!(h.reserve("a"));
         assert!(h.reserve("a"));
+        assert!(!h.would_take("a"));
         assert!(!h.reserve("a"), "no free worker");
         h.settle("a");
         assert_eq!(h.free(), 1);

@@ -91,18 +91,25 @@ pub async fn accept_webhook(
     let now = now_ms();
     let headers = connectors::http::header_object(&req.headers);
     let query = form_object(req.query.as_deref().unwrap_or("").as_bytes());
-    let trigger = json!({
-        "method": req.method.as_str(), "path": req.path, "headers": headers, "query": query,
-        "body": body, "received_at": rfc3339(now), "source": null,
-    });
+    let (headers_text, query_text) = (headers.to_string(), query.to_string());
+    // Built by hand: `json!` would copy the body and headers through a serializer.
+    let trigger = Value::Object(Map::from_iter([
+        ("method".to_string(), Value::from(req.method.as_str())),
+        ("path".to_string(), Value::from(req.path.as_str())),
+        ("headers".to_string(), headers),
+        ("query".to_string(), query),
+        ("body".to_string(), body),
+        ("received_at".to_string(), Value::from(rfc3339(now))),
+        ("source".to_string(), Value::Null),
+    ]));
     let event_id = new_id("evt");
     let event = events::ActiveModel {
         id: Set(event_id.clone()),
         flow: Set(flow.to_string()),
         method: Set(req.method.to_string()),
         path: Set(req.path),
-        headers: Set(headers.to_string()),
-        query: Set(query.to_string()),
+        headers: Set(headers_text),
+        query: Set(query_text),
         body: Set(req.body.to_vec()),
         received_at: Set(now),
         dedupe_key: Set(dedupe.as_ref().map(|(k, _)| k.clone())),
@@ -136,11 +143,12 @@ struct RanAhead {
 }
 
 /// Run the steps that reach nothing outside the run (transform, filter) now, before the run is
-/// stored. A run that ends there (a filter said no, a flow of transforms) is stored finished
-/// with their records and never waits for a worker nor writes again. Otherwise the first step
-/// with effects, and all after it, are left to a worker: handed over, it starts from these
-/// records (committed with the run); queued, its claimer computes them again. Steps without
-/// effects give the same result wherever they run, so recovery does not change.
+/// stored, when the flow has no other steps or a worker is free to take the run. A run that
+/// ends there (a filter said no, a flow of transforms) is stored finished with their records
+/// and never waits for a worker nor writes again. Otherwise the first step with effects, and
+/// all after it, are left to a worker: handed over, it starts from these records (committed
+/// with the run); queued after all, its claimer computes them again. Steps without effects
+/// give the same result wherever they run, so recovery does not change.
 async fn run_ahead(
     app: &App,
     flow: &PreparedFlow,
@@ -154,12 +162,15 @@ async fn run_ahead(
         .nodes
         .iter()
         .any(|n| n.deps.is_empty() && !n.exec.has_effects());
+    // A run that goes on to a step with effects benefits only when it is handed over: queued,
+    // its claimer would compute these steps again.
+    let all_pure = flow.nodes.iter().all(|n| !n.exec.has_effects());
     let mut steps = Ahead {
         rows: Vec::new(),
         records: Vec::new(),
         trigger,
     };
-    if !pure_start {
+    if !pure_start || !(all_pure || app.handoff.would_take(flow.name())) {
         return Ok(RanAhead { steps, ended: None });
     }
     let secrets = flow_secrets(app, flow).await?;
