@@ -116,7 +116,7 @@ pub async fn accept_webhook(
     };
     let (id, mut run) = new_run(flow, version, &trigger, 0, None, None);
     run.event_id = Set(Some(event_id));
-    let ahead = run_ahead(app, prepared, version, &id, &mut run, trigger, now).await?;
+    let ahead = run_ahead(app, prepared, version, &id, &mut run, trigger, now).await;
     let ended = ahead.ended;
     let dedupe = dedupe.map(|(key, window)| (key, now + window.as_millis() as i64));
     let accepted = app
@@ -157,7 +157,7 @@ async fn run_ahead(
     run: &mut runs::ActiveModel,
     trigger: Value,
     now: i64,
-) -> Result<RanAhead, Error> {
+) -> RanAhead {
     let pure_start = flow
         .nodes
         .iter()
@@ -171,9 +171,17 @@ async fn run_ahead(
         trigger,
     };
     if !pure_start || !(all_pure || app.handoff.would_take(flow.name())) {
-        return Ok(RanAhead { steps, ended: None });
+        return RanAhead { steps, ended: None };
     }
-    let secrets = flow_secrets(app, flow).await?;
+    // Whatever goes wrong here is left to the worker, which meets it again and records it:
+    // the webhook is accepted all the same.
+    let secrets = match flow_secrets(app, flow).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(flow = flow.name(), error = %e, "could not run steps ahead; a worker runs them");
+            return RanAhead { steps, ended: None };
+        }
+    };
     let run_secrets = RunSecrets::new(&secrets);
     let info = RunInfo {
         id: id.to_string(),
@@ -188,9 +196,10 @@ async fn run_ahead(
         sink: &InMemory,
         pure_only: true,
     };
-    let outcome = execute(flow, &steps.trigger, &info, Vec::new(), &env)
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))?;
+    // Keeping records in memory cannot fail.
+    let Ok(outcome) = execute(flow, &steps.trigger, &info, Vec::new(), &env).await else {
+        return RanAhead { steps, ended: None };
+    };
     steps.rows = outcome.records.iter().map(|r| step_row(id, r)).collect();
     let ended = outcome.complete.then_some(outcome.status);
     if ended.is_some() {
@@ -203,7 +212,7 @@ async fn run_ahead(
         run.finished_at = Set(Some(now_ms()));
     }
     steps.records = outcome.records;
-    Ok(RanAhead { steps, ended })
+    RanAhead { steps, ended }
 }
 
 /// Steps run ahead of the queue are kept in the outcome and written with the run.
