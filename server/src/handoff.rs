@@ -54,6 +54,14 @@ struct State {
     open: bool,
 }
 
+impl State {
+    /// A new run of `flow` may skip the queue: nothing waits in it, a worker is free and the
+    /// flow is under its cap.
+    fn takes(&self, flow: &str) -> bool {
+        self.open && self.in_hand < self.workers && self.budget.room(flow) > 0
+    }
+}
+
 /// Runs handed over, for the dispatcher.
 pub type Handed = mpsc::UnboundedReceiver<RunInHand>;
 
@@ -85,7 +93,7 @@ impl Handoff {
     /// keep their order.
     pub fn reserve(&self, flow: &str) -> bool {
         let mut s = self.state();
-        if s.open && s.in_hand < s.workers && s.budget.room(flow) > 0 {
+        if s.takes(flow) {
             s.in_hand += 1;
             s.budget.take(flow);
             true
@@ -98,8 +106,7 @@ impl Handoff {
     /// Whether a new run of `flow` would be handed over now. A hint: the writer decides when
     /// it reserves the slot.
     pub fn would_take(&self, flow: &str) -> bool {
-        let s = self.state();
-        s.open && s.in_hand < s.workers && s.budget.room(flow) > 0
+        self.state().takes(flow)
     }
 
     /// Hand a committed, reserved run to the dispatcher.

@@ -424,14 +424,7 @@ async fn a_slow_flow_does_not_starve_the_others() {
         2,
         "the slow flow holds no more workers than its cap"
     );
-    let store = srv.app().store.clone();
-    let running = count(
-        &store,
-        "SELECT COUNT(*) AS n FROM runs WHERE flow = 'slow' AND status = 'running'",
-        vec![],
-    )
-    .await;
-    assert_eq!(running, 2);
+    assert_eq!(runs_with_status(&srv, "slow", "running").await, 2);
     gate.open();
     for id in &slow {
         assert_eq!(srv.wait_run(id).await["status"], "succeeded");
@@ -549,6 +542,12 @@ async fn retention_prunes_by_count_age_and_payload_policy() {
     assert_eq!(f["steps"][0]["output"], json!({"v": 1}));
 }
 
+/// How many runs of `flow` are in `status`.
+async fn runs_with_status(srv: &crate::utils::TestServer, flow: &str, status: &str) -> i64 {
+    let sql = "SELECT COUNT(*) AS n FROM runs WHERE flow = $1 AND status = $2";
+    count(&srv.app().store, sql, vec![flow.into(), status.into()]).await
+}
+
 /// `hookflow_runs_started_total` for `flow` and `via` (`ingest`, `handoff` or `claim`).
 async fn started(srv: &crate::utils::TestServer, flow: &str, via: &str) -> u64 {
     metric(
@@ -608,14 +607,7 @@ async fn new_runs_go_straight_to_a_free_worker_and_queue_in_order_when_none_is()
         assert_eq!(status, 202, "{body}");
         ids.push(body["run_id"].as_str().unwrap().to_string());
     }
-    let store = srv.app().store.clone();
-    let queued = count(
-        &store,
-        "SELECT COUNT(*) AS n FROM runs WHERE flow = 'handoff-order' AND status = 'queued'",
-        vec![],
-    )
-    .await;
-    assert_eq!(queued, 3);
+    assert_eq!(runs_with_status(&srv, "handoff-order", "queued").await, 3);
     gate.open();
     for id in &ids {
         assert_eq!(srv.wait_run(id).await["status"], "succeeded");
