@@ -13,6 +13,7 @@ pub mod entities;
 pub mod flows;
 pub mod inbox;
 pub mod queue;
+mod rows;
 pub mod runs;
 pub mod schedules;
 pub mod secrets;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use flows_engine::StepRecord;
 use sea_orm::{
-    ActiveValue, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, FromQueryResult, Set,
+    ActiveValue, ConnectionTrait, DatabaseTransaction, DbErr, FromQueryResult, Set,
     TransactionTrait, TryIntoModel,
 };
 use serde_json::Value;
@@ -16,8 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{
     Store,
     entities::{events, runs, step_runs},
-    now_ms,
-    steps::{fixed_chunks, step_conflict},
+    now_ms, rows,
 };
 use crate::{
     error::Error,
@@ -184,11 +183,7 @@ async fn insert_all(
         .iter()
         .filter_map(|&i| items[i].0.event.clone())
         .collect();
-    for chunk in fixed_chunks(evs) {
-        events::Entity::insert_many(chunk)
-            .exec_without_returning(&txn)
-            .await?;
-    }
+    rows::insert(&txn, evs).await?;
     let now = now_ms();
     let mut rs: Vec<runs::ActiveModel> = Vec::with_capacity(fresh.len());
     let mut handed: Vec<(usize, runs::ActiveModel)> = Vec::new();
@@ -219,7 +214,7 @@ async fn insert_all(
         rs.push(run);
     }
     let written = match write_runs(store, &txn, rs, queued).await {
-        Ok(()) => write_steps(&txn, steps).await,
+        Ok(()) => rows::insert(&txn, steps).await,
         Err(e) => Err(e),
     };
     let written = match written {
@@ -259,20 +254,6 @@ fn ready(run: &runs::ActiveModel, now: i64) -> bool {
     matches!(&run.available_at, ActiveValue::Set(at) if *at <= now)
 }
 
-/// Insert the records of steps run ahead of the queue.
-async fn write_steps(
-    txn: &DatabaseTransaction,
-    rows: Vec<step_runs::ActiveModel>,
-) -> Result<(), DbErr> {
-    for chunk in fixed_chunks(rows) {
-        step_runs::Entity::insert_many(chunk)
-            .on_conflict(step_conflict())
-            .exec_without_returning(txn)
-            .await?;
-    }
-    Ok(())
-}
-
 /// Insert the new runs; `queued`: some wait in the queue, so other processes are told.
 async fn write_runs(
     store: &Store,
@@ -281,11 +262,7 @@ async fn write_runs(
     queued: bool,
 ) -> Result<(), DbErr> {
     if !rs.is_empty() {
-        for chunk in fixed_chunks(rs) {
-            runs::Entity::insert_many(chunk)
-                .exec_without_returning(txn)
-                .await?;
-        }
+        rows::insert(txn, rs).await?;
         if queued && store.is_postgres() {
             // Delivered to every listening process when (and only if) this commits.
             txn.execute_raw(store.stmt(
