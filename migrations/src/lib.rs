@@ -7,6 +7,7 @@ mod m0001_initial;
 mod m0002_dedupe;
 mod m0003_auth;
 mod m0004_reliability;
+mod m0005_partial_indexes;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0002_dedupe::Migration),
             Box::new(m0003_auth::Migration),
             Box::new(m0004_reliability::Migration),
+            Box::new(m0005_partial_indexes::Migration),
         ]
     }
 }

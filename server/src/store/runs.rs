@@ -175,3 +175,80 @@ pub fn step_row(run_id: &str, rec: &StepRecord) -> step_runs::ActiveModel {
         duration_ms: Set(rec.duration_ms as i64),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{ConnectionTrait, DatabaseBackend, QueryTrait, Statement};
+
+    use super::*;
+    use crate::store::SqliteSync;
+
+    async fn rows(store: &Store, sql: &str) -> Vec<sea_orm::QueryResult> {
+        let stmt = Statement::from_string(DatabaseBackend::Sqlite, sql.to_string());
+        store.db.query_all_raw(stmt).await.unwrap()
+    }
+
+    async fn insert_run(store: &Store, id: &str, key: Option<&str>) -> Result<(), sea_orm::DbErr> {
+        let stmt = Statement::from_sql_and_values(
+            DatabaseBackend::Sqlite,
+            "INSERT INTO runs (id, flow, version, status, attempt, trigger, depth, idempotency_key, \
+             available_at, created_at) VALUES (?, 'f', 1, 'queued', 1, '{}', 0, ?, 0, 0)",
+            [id.into(), key.map(str::to_string).into()],
+        );
+        store.db.execute_raw(stmt).await.map(|_| ())
+    }
+
+    /// A webhook's run has no idempotency key and no parent run; those indexes hold only the
+    /// runs that have one (they are written in the transaction every webhook waits for), the
+    /// lookups by key and by parent still use them, and a key is still unique.
+    #[tokio::test]
+    async fn keys_and_parents_are_indexed_only_where_present() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&Store::sqlite_url(dir.path()), SqliteSync::Normal)
+            .await
+            .unwrap();
+        let partial: Vec<(String, i64)> = rows(&store, "PRAGMA index_list('runs')")
+            .await
+            .iter()
+            .map(|r| {
+                (
+                    r.try_get("", "name").unwrap(),
+                    r.try_get("", "partial").unwrap(),
+                )
+            })
+            .collect();
+        for index in ["runs_by_key", "runs_by_parent"] {
+            assert!(partial.contains(&(index.to_string(), 1)), "{partial:?}");
+        }
+        for (query, index) in [
+            (
+                runs::Entity::find().filter(runs::Column::IdempotencyKey.eq("k")),
+                "runs_by_key",
+            ),
+            (
+                runs::Entity::find().filter(runs::Column::ParentRun.eq("run_x")),
+                "runs_by_parent",
+            ),
+        ] {
+            let stmt = query.build(DatabaseBackend::Sqlite);
+            let explain = Statement::from_sql_and_values(
+                DatabaseBackend::Sqlite,
+                format!("EXPLAIN QUERY PLAN {}", stmt.sql),
+                stmt.values.unwrap().0,
+            );
+            let plan: Vec<String> = store
+                .db
+                .query_all_raw(explain)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.try_get::<String>("", "detail").unwrap())
+                .collect();
+            assert!(plan.iter().any(|l| l.contains(index)), "{plan:?}");
+        }
+        insert_run(&store, "run_a", None).await.unwrap();
+        insert_run(&store, "run_b", None).await.unwrap();
+        insert_run(&store, "run_c", Some("key")).await.unwrap();
+        assert!(insert_run(&store, "run_d", Some("key")).await.is_err());
+    }
+}
