@@ -209,6 +209,39 @@ pub fn rfc3339(ms: i64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// What the store's own tests share: a store on a temporary SQLite file, and SQLite's plan for a
+/// statement.
+#[cfg(test)]
+pub(crate) mod testing {
+    use sea_orm::{ConnectionTrait, Statement};
+
+    use super::{SqliteSync, Store};
+
+    /// A migrated store in a directory removed when the returned guard is dropped.
+    pub(crate) async fn temp_store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&Store::sqlite_url(dir.path()), SqliteSync::Normal)
+            .await
+            .unwrap();
+        (dir, store)
+    }
+
+    /// SQLite's plan for `stmt`, one line per step.
+    pub(crate) async fn plan(store: &Store, stmt: Statement) -> Vec<String> {
+        let sql = format!("EXPLAIN QUERY PLAN {}", stmt.sql);
+        let values = stmt.values.map(|v| v.0).unwrap_or_default();
+        let explain = Statement::from_sql_and_values(store.backend(), sql, values);
+        store
+            .db
+            .query_all_raw(explain)
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.try_get::<String>("", "detail").unwrap())
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -429,34 +429,15 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use sea_orm::{ConnectionTrait, Statement};
-
     use super::*;
-    use crate::store::SqliteSync;
-
-    /// SQLite's plan for `stmt`, one line per step.
-    async fn plan(store: &Store, stmt: Statement) -> Vec<String> {
-        let sql = format!("EXPLAIN QUERY PLAN {}", stmt.sql);
-        let explain = Statement::from_sql_and_values(store.backend(), sql, stmt.values.unwrap().0);
-        store
-            .db
-            .query_all_raw(explain)
-            .await
-            .unwrap()
-            .iter()
-            .map(|row| row.try_get::<String>("", "detail").unwrap())
-            .collect()
-    }
+    use crate::store::testing::{plan, temp_store};
 
     /// A claim reads the head of the queue through its index and then finds the chosen rows by
     /// id; the queue index is never walked to check them, which made a claim cost as much as
     /// the queue was long.
     #[tokio::test]
     async fn claims_read_only_the_head_of_the_queue() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&Store::sqlite_url(dir.path()), SqliteSync::Normal)
-            .await
-            .unwrap();
+        let (_dir, store) = temp_store().await;
         let mut budget = FlowBudget::new(4);
         budget.take("busy");
         let runs = plan(

@@ -181,7 +181,7 @@ mod tests {
     use sea_orm::{ConnectionTrait, DatabaseBackend, QueryTrait, Statement};
 
     use super::*;
-    use crate::store::SqliteSync;
+    use crate::store::testing::{plan, temp_store};
 
     async fn rows(store: &Store, sql: &str) -> Vec<sea_orm::QueryResult> {
         let stmt = Statement::from_string(DatabaseBackend::Sqlite, sql.to_string());
@@ -203,10 +203,7 @@ mod tests {
     /// lookups by key and by parent still use them, and a key is still unique.
     #[tokio::test]
     async fn keys_and_parents_are_indexed_only_where_present() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&Store::sqlite_url(dir.path()), SqliteSync::Normal)
-            .await
-            .unwrap();
+        let (_dir, store) = temp_store().await;
         let partial: Vec<(String, i64)> = rows(&store, "PRAGMA index_list('runs')")
             .await
             .iter()
@@ -230,20 +227,7 @@ mod tests {
                 "runs_by_parent",
             ),
         ] {
-            let stmt = query.build(DatabaseBackend::Sqlite);
-            let explain = Statement::from_sql_and_values(
-                DatabaseBackend::Sqlite,
-                format!("EXPLAIN QUERY PLAN {}", stmt.sql),
-                stmt.values.unwrap().0,
-            );
-            let plan: Vec<String> = store
-                .db
-                .query_all_raw(explain)
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| r.try_get::<String>("", "detail").unwrap())
-                .collect();
+            let plan = plan(&store, query.build(DatabaseBackend::Sqlite)).await;
             assert!(plan.iter().any(|l| l.contains(index)), "{plan:?}");
         }
         insert_run(&store, "run_a", None).await.unwrap();
