@@ -62,8 +62,12 @@ impl Store {
     /// Connect, tune and migrate. `url` is `sqlite://<file>` or `postgres://...`.
     pub async fn open(url: &str, sync: SqliteSync) -> Result<Store, DbErr> {
         let mut opts = ConnectOptions::new(url.to_string());
+        // A connection that was just in use is not tested again when it is taken from the pool:
+        // by default every checkout first pings it, one more round trip (to SQLite's thread or
+        // to the server) for every statement or transaction. One idle for a while still is.
         opts.sqlx_logging(false)
-            .acquire_timeout(Duration::from_secs(10));
+            .acquire_timeout(Duration::from_secs(10))
+            .test_before_acquire_if_idle_for(Duration::from_secs(30));
         let sqlite = url.starts_with("sqlite:");
         if sqlite {
             // One writer at a time is SQLite's model; a few connections let reads run alongside.
