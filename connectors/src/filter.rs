@@ -53,7 +53,7 @@ impl StepExec for Filter {
             .condition
             .eval(cx.ctx, cx.secrets)
             .map_err(|e| StepFailure::new(e.to_string()))?;
-        let input = cx.ctx.get("input").cloned().unwrap_or(Value::Null);
+        let input = cx.ctx.input().into_owned();
         Ok(StepOutcome {
             output: input,
             attempts: 1,

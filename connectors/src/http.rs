@@ -651,7 +651,7 @@ mod tests {
         };
         let ctx = json!({"input": {}});
         step.run(&StepCx {
-            ctx: &ctx,
+            ctx: (&ctx).into(),
             secrets: &secrets,
             run: &run,
             step_id: "call",

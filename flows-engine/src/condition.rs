@@ -7,6 +7,7 @@ use std::cmp::Ordering;
 use regex::{Regex, RegexBuilder};
 use serde_json::{Number, Value};
 
+use crate::context::Ctx;
 use crate::issue::{Issue, index_path, key_path};
 use crate::path::JsonPath;
 use crate::template::{RenderError, SecretSource, TemplateValue};
@@ -114,7 +115,12 @@ impl Condition {
         }
     }
 
-    pub fn eval(&self, ctx: &Value, secrets: &dyn SecretSource) -> Result<bool, RenderError> {
+    pub fn eval<'c>(
+        &self,
+        ctx: impl Into<Ctx<'c>>,
+        secrets: &dyn SecretSource,
+    ) -> Result<bool, RenderError> {
+        let ctx = ctx.into();
         match self {
             Condition::All(items) => {
                 for item in items {
@@ -139,7 +145,7 @@ impl Condition {
                 value,
                 regex,
             } => {
-                let left = path.eval_ref(ctx);
+                let left = path.eval_in(ctx);
                 let right = match value {
                     None => None,
                     Some(v) => Some(match v.as_literal() {

@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, fmt, sync::Arc};
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use crate::{executor::RunInfo, issue::Issue, template::SecretSource};
+use crate::{context::Ctx, executor::RunInfo, issue::Issue, template::SecretSource};
 
 /// A step kind. `prepare` parses and compiles a step's configuration once, when a flow is saved
 /// or loaded; the result runs many times.
@@ -42,7 +42,7 @@ pub trait StepExec: Send + Sync + fmt::Debug {
 /// What a step sees while it runs.
 pub struct StepCx<'a> {
     /// The run context with `input` set for this step.
-    pub ctx: &'a Value,
+    pub ctx: Ctx<'a>,
     pub secrets: &'a dyn SecretSource,
     pub run: &'a RunInfo,
     pub step_id: &'a str,

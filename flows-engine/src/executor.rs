@@ -12,6 +12,7 @@ use serde_json::{Map, Value, json};
 
 use crate::{
     connector::{Dispatch, StepCx},
+    context::{Ctx, Parts},
     flow::OnError,
     secrets::RunSecrets,
     validate::PreparedFlow,
@@ -151,9 +152,6 @@ pub async fn execute(
     let mut failure = first_failure(flow, &done);
     let mut held_back = false;
     let run_ctx = json!({"id": run.id, "flow": run.flow, "attempt": run.attempt});
-    // Contexts of finished steps, reused for the next ones: the trigger (headers, body) is
-    // copied once per concurrently running step, not once per step.
-    let mut spare: Vec<Value> = Vec::new();
     let mut running = FuturesUnordered::new();
 
     loop {
@@ -194,27 +192,19 @@ pub async fn execute(
                     continue;
                 }
                 let input = step_input(deps, steps, &done, trigger);
-                let ctx = match spare.pop() {
-                    Some(mut ctx) => {
-                        ctx["input"] = input;
-                        ctx["steps"] = outputs(steps, &done);
-                        ctx
-                    }
-                    // Built by hand: `json!` would copy the trigger through a serializer.
-                    None => Value::Object(Map::from_iter([
-                        ("trigger".to_string(), trigger.clone()),
-                        ("input".to_string(), input),
-                        ("steps".to_string(), outputs(steps, &done)),
-                        ("run".to_string(), run_ctx.clone()),
-                    ])),
+                let outputs = outputs(steps, &done);
+                let start = StepStart {
+                    trigger,
+                    input,
+                    outputs,
+                    run_ctx: &run_ctx,
                 };
-                running.push(run_step(flow, i, ctx, run, env));
+                running.push(run_step(flow, i, start, run, env));
             }
         }
-        let Some((i, rec, ctx)) = running.next().await else {
+        let Some((i, rec)) = running.next().await else {
             break;
         };
-        spare.push(ctx);
         // A step with effects is committed before anything after it starts; when nothing
         // does (the run's last step), the end of the run commits it.
         let last = running.is_empty() && started.iter().all(|&s| s);
@@ -294,18 +284,32 @@ fn first_failure(flow: &PreparedFlow, done: &[Option<StepRecord>]) -> Option<Str
     })
 }
 
+/// What a step starts with: its input and the outputs before it, and the run's trigger and
+/// identity, borrowed (see [`crate::context`]).
+struct StepStart<'a> {
+    trigger: &'a Value,
+    input: Value,
+    outputs: Value,
+    run_ctx: &'a Value,
+}
+
 async fn run_step(
     flow: &PreparedFlow,
     i: usize,
-    mut ctx: Value,
+    start: StepStart<'_>,
     run: &RunInfo,
     env: &Env<'_>,
-) -> (usize, StepRecord, Value) {
+) -> (usize, StepRecord) {
     let step = &flow.flow.steps[i];
     let started_at = Utc::now();
     let clock = Instant::now();
     let cx = StepCx {
-        ctx: &ctx,
+        ctx: Ctx::Parts(Parts {
+            trigger: start.trigger,
+            input: &start.input,
+            steps: &start.outputs,
+            run: start.run_ctx,
+        }),
         secrets: env.secrets,
         run,
         step_id: &step.id,
@@ -313,7 +317,7 @@ async fn run_step(
     };
     let result = flow.nodes[i].exec.run(&cx).await;
     let duration_ms = clock.elapsed().as_millis() as u64;
-    let mut input = ctx.get_mut("input").map(Value::take).unwrap_or(Value::Null);
+    let mut input = start.input;
     let (status, mut output, error, attempts) = match result {
         Ok(o) if o.proceed => (StepStatus::Succeeded, Some(o.output), None, o.attempts),
         Ok(o) => (StepStatus::Stopped, Some(o.output), None, o.attempts),
@@ -344,7 +348,6 @@ async fn run_step(
             started_at,
             duration_ms,
         },
-        ctx,
     )
 }
 
@@ -422,7 +425,7 @@ mod tests {
             if self.fail {
                 return Err(StepFailure::new("boom"));
             }
-            let output = json!({"id": cx.step_id, "input": cx.ctx["input"]});
+            let output = json!({"id": cx.step_id, "input": cx.ctx.input()});
             Ok(StepOutcome {
                 output,
                 attempts: 1,

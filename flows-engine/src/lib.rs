@@ -3,6 +3,7 @@
 
 pub mod condition;
 pub mod connector;
+pub mod context;
 pub mod executor;
 pub mod flow;
 pub mod ids;
@@ -13,6 +14,7 @@ pub mod template;
 pub mod validate;
 
 pub use connector::{Connector, Dispatch, Registry, StepCx, StepExec, StepFailure, StepOutcome};
+pub use context::Ctx;
 pub use executor::{ExecError, RunInfo, RunOutcome, RunStatus, StepRecord, StepSink, StepStatus};
 pub use flow::{Flow, OnError, Respond, ScheduleTrigger, Step, Trigger, WebhookTrigger};
 pub use issue::Issue;

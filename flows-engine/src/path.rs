@@ -10,6 +10,8 @@ use jsonpath_rust::parser::parse_json_path;
 use jsonpath_rust::query::js_path_process;
 use serde_json::Value;
 
+use crate::context::Ctx;
+
 /// A JSONPath parsed once (when the flow is saved) and evaluated many times.
 #[derive(Clone)]
 pub struct JsonPath {
@@ -75,6 +77,24 @@ impl JsonPath {
                 ))
             }
         }
+    }
+
+    /// Evaluate over a run context: like [`JsonPath::eval_ref`] over the whole context document,
+    /// without building it when the path walks by names and indexes from one of its members.
+    pub fn eval_in<'a>(&self, ctx: Ctx<'a>) -> Cow<'a, Value> {
+        let parts = match ctx {
+            Ctx::Doc(doc) => return self.eval_ref(doc),
+            Ctx::Parts(p) => p,
+        };
+        if let Kind::Singular(steps) = &self.kind
+            && let Some((Step::Name(key), rest)) = steps.split_first()
+        {
+            return parts
+                .member(key)
+                .and_then(|member| walk(member, rest))
+                .map_or(Cow::Owned(Value::Null), Cow::Borrowed);
+        }
+        Cow::Owned(self.eval(&ctx.to_doc()))
     }
 
     pub fn as_str(&self) -> &str {

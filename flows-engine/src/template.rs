@@ -11,6 +11,7 @@ use base64::prelude::*;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Map, Number, Value};
 
+use crate::context::Ctx;
 use crate::issue::{Issue, index_path, key_path};
 use crate::path::JsonPath;
 
@@ -127,7 +128,12 @@ impl Template {
     }
 
     /// Render over the run context. A lone `{{ expr }}` yields its JSON value; mixed text yields a string.
-    pub fn render(&self, ctx: &Value, secrets: &dyn SecretSource) -> Result<Value, RenderError> {
+    pub fn render<'c>(
+        &self,
+        ctx: impl Into<Ctx<'c>>,
+        secrets: &dyn SecretSource,
+    ) -> Result<Value, RenderError> {
+        let ctx = ctx.into();
         match &self.kind {
             Kind::Literal => Ok(Value::String(self.src.clone())),
             Kind::Single(expr) => expr.eval(ctx, secrets).map(Cow::into_owned),
@@ -136,11 +142,12 @@ impl Template {
     }
 
     /// Render to a string: strings as-is, null as "", other values as compact JSON.
-    pub fn render_string(
+    pub fn render_string<'c>(
         &self,
-        ctx: &Value,
+        ctx: impl Into<Ctx<'c>>,
         secrets: &dyn SecretSource,
     ) -> Result<String, RenderError> {
+        let ctx = ctx.into();
         match &self.kind {
             Kind::Literal => Ok(self.src.clone()),
             Kind::Single(expr) => Ok(into_text(expr.eval(ctx, secrets)?.into_owned())),
@@ -193,7 +200,7 @@ impl Template {
     fn render_mixed(
         &self,
         parts: &[Part],
-        ctx: &Value,
+        ctx: Ctx<'_>,
         secrets: &dyn SecretSource,
     ) -> Result<String, RenderError> {
         let mut out = String::with_capacity(self.src.len() + 16);
@@ -288,12 +295,12 @@ impl Expr {
     /// The expression's value, borrowed from `ctx` when no pipe changed it (mixed text only reads it).
     fn eval<'a>(
         &self,
-        ctx: &'a Value,
+        ctx: Ctx<'a>,
         secrets: &dyn SecretSource,
     ) -> Result<Cow<'a, Value>, RenderError> {
         // A borrowed path result also spares a clone when a pipe only reads it (length, json, ...).
         let mut value = match &self.source {
-            Source::Path(path) => path.eval_ref(ctx),
+            Source::Path(path) => path.eval_in(ctx),
             Source::Secret(name) => Cow::Owned(Value::String(
                 secrets
                     .secret(name)
@@ -573,7 +580,12 @@ impl TemplateValue {
         }
     }
 
-    pub fn render(&self, ctx: &Value, secrets: &dyn SecretSource) -> Result<Value, RenderError> {
+    pub fn render<'c>(
+        &self,
+        ctx: impl Into<Ctx<'c>>,
+        secrets: &dyn SecretSource,
+    ) -> Result<Value, RenderError> {
+        let ctx = ctx.into();
         match self {
             TemplateValue::Literal(v) => Ok(v.clone()),
             TemplateValue::String(t) => t.render(ctx, secrets),

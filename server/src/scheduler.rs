@@ -334,7 +334,7 @@ async fn call_poll(
         "run": {"id": run.id, "flow": flow, "attempt": 1},
     });
     let cx = StepCx {
-        ctx: &ctx,
+        ctx: (&ctx).into(),
         secrets: &secrets,
         run: &run,
         step_id: "poll",
