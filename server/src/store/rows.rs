@@ -9,6 +9,11 @@ use sea_orm::{
     Iterable, Statement,
 };
 
+use std::{
+    collections::HashMap,
+    sync::{LazyLock, Mutex},
+};
+
 use super::steps::fixed_chunks;
 
 /// Insert `rows`, several to a statement, in the caller's transaction. On SQLite the
@@ -23,11 +28,18 @@ where
     let backend = db.get_database_backend();
     let columns: Vec<_> = <A::Entity as EntityTrait>::Column::iter().collect();
     for chunk in fixed_chunks(rows) {
-        let sql = insert_sql(
+        let sql = cached_sql(
             backend,
             A::Entity::default().table_name(),
-            columns.iter().map(IdenStatic::as_str),
             chunk.len(),
+            || {
+                insert_sql(
+                    backend,
+                    A::Entity::default().table_name(),
+                    columns.iter().map(IdenStatic::as_str),
+                    chunk.len(),
+                )
+            },
         );
         let mut values = Vec::with_capacity(chunk.len() * columns.len());
         for mut row in chunk {
@@ -45,6 +57,22 @@ where
             .await?;
     }
     Ok(())
+}
+
+/// The text of the insert of `rows` rows into `table`, made by `build` the first time: the
+/// statements come in a handful of shapes ([`fixed_chunks`]), and assembling the text of a
+/// 64-row statement cost more than binding its values.
+fn cached_sql(
+    backend: DatabaseBackend,
+    table: &'static str,
+    rows: usize,
+    build: impl FnOnce() -> String,
+) -> String {
+    type Texts = HashMap<(bool, &'static str, usize), String>;
+    static TEXTS: LazyLock<Mutex<Texts>> = LazyLock::new(Default::default);
+    let key = (backend == DatabaseBackend::Sqlite, table, rows);
+    let mut texts = TEXTS.lock().unwrap_or_else(|e| e.into_inner());
+    texts.entry(key).or_insert_with(build).clone()
 }
 
 /// `INSERT INTO table (columns) VALUES (...), ...` for `rows` rows. SQLite gets anonymous
