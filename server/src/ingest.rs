@@ -20,7 +20,7 @@ use crate::{
     error::Error,
     store::{
         entities::{events, runs},
-        now_ms, rfc3339,
+        json_text, now_ms, rfc3339,
         runs::step_row,
         writer::{Accepted, Ahead, NewRun},
     },
@@ -91,7 +91,7 @@ pub async fn accept_webhook(
     let now = now_ms();
     let headers = connectors::http::header_object(&req.headers);
     let query = form_object(req.query.as_deref().unwrap_or("").as_bytes());
-    let (headers_text, query_text) = (headers.to_string(), query.to_string());
+    let (headers_text, query_text) = (json_text(&headers), json_text(&query));
     // Built by hand: `json!` would copy the body and headers through a serializer.
     let trigger = Value::Object(Map::from_iter([
         ("method".to_string(), Value::from(req.method.as_str())),
@@ -298,7 +298,7 @@ fn new_run(
         event_id: Set(None),
         status: Set(RunStatus::Queued.as_str().to_string()),
         attempt: Set(1),
-        trigger: Set(trigger.to_string()),
+        trigger: Set(json_text(trigger)),
         parent_run: Set(parent_run),
         parent_step: Set(parent_step),
         depth: Set(depth),

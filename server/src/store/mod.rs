@@ -201,6 +201,14 @@ fn sqlite_placeholders(sql: &str) -> String {
     out
 }
 
+/// A JSON document as stored text. Written straight into a buffer: `Value`'s `Display` (what
+/// `to_string` uses) sends every fragment through the formatting machinery, several times slower
+/// for the documents each webhook stores.
+pub fn json_text(v: &serde_json::Value) -> String {
+    // Serializing a `Value` cannot fail (its map keys are strings); keep `Display` as a fallback.
+    serde_json::to_string(v).unwrap_or_else(|_| v.to_string())
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
