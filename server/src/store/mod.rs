@@ -187,17 +187,21 @@ pub(crate) async fn write_turn<'a>(
     WriteTurn { db, _gate }
 }
 
-/// SQLite takes `?NNN` for numbered parameters.
+/// SQLite takes `?NNN` for numbered parameters. Copies the text between `$` signs in runs
+/// rather than character by character: the queue's claim is long and rewritten for every claim.
 fn sqlite_placeholders(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len());
-    let mut chars = sql.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
-            out.push('?');
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at + 1..];
+        out.push(if rest.starts_with(|c: char| c.is_ascii_digit()) {
+            '?'
         } else {
-            out.push(c);
-        }
+            '$'
+        });
     }
+    out.push_str(rest);
     out
 }
 
@@ -264,5 +268,7 @@ mod tests {
             sqlite_placeholders("a = $1 AND b = $12 AND c = '$'"),
             "a = ?1 AND b = ?12 AND c = '$'"
         );
+        assert_eq!(sqlite_placeholders("$$1 x$"), "$?1 x$");
+        assert_eq!(sqlite_placeholders("é = $2é"), "é = ?2é");
     }
 }
