@@ -4,14 +4,14 @@
 //! batch, all while the batch held the single write turn: a quarter of the request threads'
 //! time under the ingest load.
 
-use sea_orm::{
-    ActiveModelTrait, ConnectionTrait, DatabaseBackend, DbErr, EntityName, EntityTrait, IdenStatic,
-    Iterable, Statement,
-};
-
 use std::{
     collections::HashMap,
     sync::{LazyLock, Mutex},
+};
+
+use sea_orm::{
+    ActiveModelTrait, ConnectionTrait, DatabaseBackend, DbErr, EntityName, EntityTrait, IdenStatic,
+    Iterable, Statement,
 };
 
 use super::steps::fixed_chunks;
@@ -115,6 +115,23 @@ fn insert_sql<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_shape_is_built_once_per_backend() {
+        let mut built = 0;
+        for backend in [
+            DatabaseBackend::Sqlite,
+            DatabaseBackend::Sqlite,
+            DatabaseBackend::Postgres,
+        ] {
+            let text = cached_sql(backend, "shape_test", 7, || {
+                built += 1;
+                format!("{backend:?}")
+            });
+            assert_eq!(text, format!("{backend:?}"));
+        }
+        assert_eq!(built, 2);
+    }
 
     #[test]
     fn parameters_per_backend() {
