@@ -2,9 +2,9 @@
 //! step's context is held in parts and borrows the trigger from the run, so starting a step does
 //! not copy the trigger (headers and body). A path that walks from one of the four keys by names
 //! and indexes reads in place; any other (`$` alone, wildcards, filters, descendants) reads a
-//! copy of the whole context, made for that evaluation.
+//! copy of the whole context, made once per step the first time such a path needs it.
 
-use std::borrow::Cow;
+use std::{borrow::Cow, sync::OnceLock};
 
 use serde_json::{Map, Value};
 
@@ -25,6 +25,8 @@ pub struct Parts<'a> {
     /// The outputs of the steps finished when this one started, by step id.
     pub steps: &'a Value,
     pub run: &'a Value,
+    /// The whole context as one document, copied from the parts when a path first needs it.
+    pub whole: &'a OnceLock<Value>,
 }
 
 impl<'a> From<&'a Value> for Ctx<'a> {
@@ -44,16 +46,18 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// The context as one document: the document itself, or a copy of the parts.
-    pub fn to_doc(self) -> Cow<'a, Value> {
+    /// The context as one document: the document itself, or the parts' copy (made once).
+    pub fn to_doc(self) -> &'a Value {
         match self {
-            Ctx::Doc(doc) => Cow::Borrowed(doc),
-            Ctx::Parts(p) => Cow::Owned(Value::Object(Map::from_iter([
-                ("trigger".to_string(), p.trigger.clone()),
-                ("input".to_string(), p.input.clone()),
-                ("steps".to_string(), p.steps.clone()),
-                ("run".to_string(), p.run.clone()),
-            ]))),
+            Ctx::Doc(doc) => doc,
+            Ctx::Parts(p) => p.whole.get_or_init(|| {
+                Value::Object(Map::from_iter([
+                    ("trigger".to_string(), p.trigger.clone()),
+                    ("input".to_string(), p.input.clone()),
+                    ("steps".to_string(), p.steps.clone()),
+                    ("run".to_string(), p.run.clone()),
+                ]))
+            }),
         }
     }
 }
@@ -87,11 +91,13 @@ mod tests {
         let input = json!({"status": "paid", "min": 1});
         let steps = json!({"shape": {"n": 3}});
         let run = json!({"id": "run_1", "flow": "f", "attempt": 1});
+        let whole = OnceLock::new();
         let parts = Ctx::Parts(Parts {
             trigger: &trigger,
             input: &input,
             steps: &steps,
             run: &run,
+            whole: &whole,
         });
         let doc = json!({"trigger": trigger, "input": input, "steps": steps, "run": run});
         for src in [
@@ -124,7 +130,11 @@ mod tests {
             json!("run_1: 2 items")
         );
         assert_eq!(parts.input().into_owned(), input);
-        assert_eq!(parts.to_doc().into_owned(), doc);
+        assert_eq!(*parts.to_doc(), doc);
+        assert!(
+            std::ptr::eq(parts.to_doc(), parts.to_doc()),
+            "the whole document is copied once per step"
+        );
     }
 
     /// A plain walk from a member borrows from the run instead of copying.
@@ -132,15 +142,18 @@ mod tests {
     fn member_walks_borrow() {
         let trigger = json!({"body": {"id": 7}});
         let null = Value::Null;
+        let whole = OnceLock::new();
         let parts = Ctx::Parts(Parts {
             trigger: &trigger,
             input: &null,
             steps: &null,
             run: &null,
+            whole: &whole,
         });
         let path = JsonPath::compile("$.trigger.body").unwrap();
         assert!(
             matches!(path.eval_in(parts), Cow::Borrowed(v) if std::ptr::eq(v, &trigger["body"]))
         );
+        assert!(whole.get().is_none(), "no copy of the whole context");
     }
 }

@@ -2,7 +2,7 @@
 //! concurrently, and hands each finished step to a [`StepSink`] before its dependents start, so a
 //! resumed run never repeats a finished step.
 
-use std::{fmt, time::Instant};
+use std::{fmt, sync::OnceLock, time::Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -303,12 +303,14 @@ async fn run_step(
     let step = &flow.flow.steps[i];
     let started_at = Utc::now();
     let clock = Instant::now();
+    let whole = OnceLock::new();
     let cx = StepCx {
         ctx: Ctx::Parts(Parts {
             trigger: start.trigger,
             input: &start.input,
             steps: &start.outputs,
             run: start.run_ctx,
+            whole: &whole,
         }),
         secrets: env.secrets,
         run,

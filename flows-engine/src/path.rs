@@ -94,7 +94,7 @@ impl JsonPath {
                 .and_then(|member| walk(member, rest))
                 .map_or(Cow::Owned(Value::Null), Cow::Borrowed);
         }
-        Cow::Owned(self.eval(&ctx.to_doc()))
+        self.eval_ref(ctx.to_doc())
     }
 
     pub fn as_str(&self) -> &str {
