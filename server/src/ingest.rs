@@ -20,8 +20,9 @@ use crate::{
     error::Error,
     store::{
         entities::{events, runs},
-        json_text, now_ms, rfc3339,
+        now_ms, rfc3339,
         runs::step_row,
+        to_json_text,
         writer::{Accepted, Ahead, NewRun},
     },
     worker::{StoreDispatch, flow_secrets},
@@ -91,7 +92,7 @@ pub async fn accept_webhook(
     let now = now_ms();
     let headers = connectors::http::header_object(&req.headers);
     let query = form_object(req.query.as_deref().unwrap_or("").as_bytes());
-    let (headers_text, query_text) = (json_text(&headers), json_text(&query));
+    let (headers_text, query_text) = (to_json_text(&headers), to_json_text(&query));
     // Built by hand: `json!` would copy the body and headers through a serializer.
     let trigger = Value::Object(Map::from_iter([
         ("method".to_string(), Value::from(req.method.as_str())),
@@ -298,7 +299,7 @@ fn new_run(
         event_id: Set(None),
         status: Set(RunStatus::Queued.as_str().to_string()),
         attempt: Set(1),
-        trigger: Set(json_text(trigger)),
+        trigger: Set(to_json_text(trigger)),
         parent_run: Set(parent_run),
         parent_step: Set(parent_step),
         depth: Set(depth),

@@ -412,7 +412,7 @@ impl Dispatch for StoreDispatch<'_> {
             run_id: Set(req.run_id),
             step_id: Set(req.step_id),
             url: Set(req.url),
-            body: Set(crate::store::json_text(&req.body)),
+            body: Set(crate::store::to_json_text(&req.body)),
             secret: Set(req.secret),
             status: Set("pending".into()),
             attempts: Set(0),

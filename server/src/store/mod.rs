@@ -208,7 +208,7 @@ fn sqlite_placeholders(sql: &str) -> String {
 /// A JSON document as stored text. Written straight into a buffer: `Value`'s `Display` (what
 /// `to_string` uses) sends every fragment through the formatting machinery, several times slower
 /// for the documents each webhook stores.
-pub fn json_text(v: &serde_json::Value) -> String {
+pub fn to_json_text(v: &serde_json::Value) -> String {
     // Serializing a `Value` cannot fail (its map keys are strings); keep `Display` as a fallback.
     serde_json::to_string(v).unwrap_or_else(|_| v.to_string())
 }
