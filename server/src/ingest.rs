@@ -28,8 +28,12 @@ use crate::{
     worker::{StoreDispatch, flow_secrets},
 };
 
-/// A parsed request body, by its declared content type.
-pub fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, Error> {
+/// A request body parsed by its declared content type, and its bytes when they are the JSON
+/// text of that value (so they can be stored as they came instead of written out again).
+pub fn parse_body<'b>(
+    headers: &HeaderMap,
+    body: &'b [u8],
+) -> Result<(Value, Option<&'b str>), Error> {
     let ct = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -41,15 +45,76 @@ pub fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, Error> {
         .to_ascii_lowercase();
     if ct == "application/json" || ct.ends_with("+json") {
         if body.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Value::Null);
+            return Ok((Value::Null, None));
         }
-        return serde_json::from_slice(body)
-            .map_err(|e| Error::BadRequest(format!("the body is not valid JSON: {e}")));
+        let value = serde_json::from_slice(body)
+            .map_err(|e| Error::BadRequest(format!("the body is not valid JSON: {e}")))?;
+        // Parsed, so UTF-8 (JSON admits nothing else); checked all the same.
+        return Ok((value, std::str::from_utf8(body).ok()));
     }
     if ct == "application/x-www-form-urlencoded" {
-        return Ok(form_object(body));
+        return Ok((form_object(body), None));
     }
-    Ok(Value::String(String::from_utf8_lossy(body).into_owned()))
+    Ok((
+        Value::String(String::from_utf8_lossy(body).into_owned()),
+        None,
+    ))
+}
+
+/// A webhook's trigger document, as the steps see it. Built by hand: `json!` would copy the body
+/// and headers through a serializer.
+fn trigger_doc(
+    method: &str,
+    path: &str,
+    headers: Value,
+    query: Value,
+    body: Value,
+    received_at: String,
+) -> Value {
+    Value::Object(Map::from_iter([
+        ("method".to_string(), Value::from(method)),
+        ("path".to_string(), Value::from(path)),
+        ("headers".to_string(), headers),
+        ("query".to_string(), query),
+        ("body".to_string(), body),
+        ("received_at".to_string(), Value::from(received_at)),
+        ("source".to_string(), Value::Null),
+    ]))
+}
+
+/// The stored text of a webhook's trigger document, built from parts already in JSON: the
+/// headers and query as stored with the event, and the body as it arrived when it is JSON.
+/// Parses to the same document as the trigger the steps see (the tests check it); writing that
+/// document out again cost more than anything else a webhook does before its commit.
+fn trigger_text(
+    method: &str,
+    path: &str,
+    headers: &str,
+    query: &str,
+    body: (&Value, Option<&str>),
+    received_at: &str,
+) -> String {
+    let body_text = match body {
+        (_, Some(raw)) => std::borrow::Cow::Borrowed(raw),
+        (value, None) => std::borrow::Cow::Owned(to_json_text(value)),
+    };
+    let quoted = |s: &str| to_json_text(&Value::from(s));
+    let mut text =
+        String::with_capacity(96 + path.len() + headers.len() + query.len() + body_text.len());
+    text.push_str("{\"method\":");
+    text.push_str(&quoted(method));
+    text.push_str(",\"path\":");
+    text.push_str(&quoted(path));
+    text.push_str(",\"headers\":");
+    text.push_str(headers);
+    text.push_str(",\"query\":");
+    text.push_str(query);
+    text.push_str(",\"body\":");
+    text.push_str(&body_text);
+    text.push_str(",\"received_at\":");
+    text.push_str(&quoted(received_at));
+    text.push_str(",\"source\":null}");
+    text
 }
 
 /// Form or query pairs as an object; a repeated key becomes an array.
@@ -88,21 +153,28 @@ pub async fn accept_webhook(
     dedupe: Option<(String, std::time::Duration)>,
 ) -> Result<(String, Accepted), Error> {
     let flow = prepared.name();
-    let body = parse_body(&req.headers, &req.body)?;
+    let (body, raw_json) = parse_body(&req.headers, &req.body)?;
     let now = now_ms();
+    let received_at = rfc3339(now);
     let headers = connectors::http::header_object(&req.headers);
     let query = form_object(req.query.as_deref().unwrap_or("").as_bytes());
     let (headers_text, query_text) = (to_json_text(&headers), to_json_text(&query));
-    // Built by hand: `json!` would copy the body and headers through a serializer.
-    let trigger = Value::Object(Map::from_iter([
-        ("method".to_string(), Value::from(req.method.as_str())),
-        ("path".to_string(), Value::from(req.path.as_str())),
-        ("headers".to_string(), headers),
-        ("query".to_string(), query),
-        ("body".to_string(), body),
-        ("received_at".to_string(), Value::from(rfc3339(now))),
-        ("source".to_string(), Value::Null),
-    ]));
+    let text = trigger_text(
+        req.method.as_str(),
+        &req.path,
+        &headers_text,
+        &query_text,
+        (&body, raw_json),
+        &received_at,
+    );
+    let trigger = trigger_doc(
+        req.method.as_str(),
+        &req.path,
+        headers,
+        query,
+        body,
+        received_at,
+    );
     let event_id = new_id("evt");
     let event = events::ActiveModel {
         id: Set(event_id.clone()),
@@ -115,7 +187,7 @@ pub async fn accept_webhook(
         received_at: Set(now),
         dedupe_key: Set(dedupe.as_ref().map(|(k, _)| k.clone())),
     };
-    let (id, mut run) = new_run(flow, version, &trigger, 0, None, None);
+    let (id, mut run) = new_run(flow, version, text, 0, None, None);
     run.event_id = Set(Some(event_id));
     let ahead = run_ahead(app, prepared, version, &id, &mut run, trigger, now).await;
     let ended = ahead.ended;
@@ -268,7 +340,7 @@ pub async fn queue_trigger(
     parent: Option<(String, String)>,
     key: Option<String>,
 ) -> Result<String, Error> {
-    let (id, run) = new_run(flow, version, trigger, depth, parent, key);
+    let (id, run) = new_run(flow, version, to_json_text(trigger), depth, parent, key);
     app.writer
         .submit(NewRun {
             event: None,
@@ -280,11 +352,11 @@ pub async fn queue_trigger(
     Ok(id)
 }
 
-/// A new queued run and its id.
+/// A new queued run with its trigger (stored text), and its id.
 fn new_run(
     flow: &str,
     version: i64,
-    trigger: &Value,
+    trigger: String,
     depth: i32,
     parent: Option<(String, String)>,
     key: Option<String>,
@@ -299,7 +371,7 @@ fn new_run(
         event_id: Set(None),
         status: Set(RunStatus::Queued.as_str().to_string()),
         attempt: Set(1),
-        trigger: Set(to_json_text(trigger)),
+        trigger: Set(trigger),
         parent_run: Set(parent_run),
         parent_step: Set(parent_step),
         depth: Set(depth),
@@ -314,4 +386,73 @@ fn new_run(
         finished_at: Set(None),
     };
     (id, run)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{HeaderValue, header::CONTENT_TYPE};
+
+    use super::*;
+
+    /// The stored text of a trigger reads back as the document the steps ran on, for every kind
+    /// of body, whether the body's own bytes were stored or it was written out.
+    #[test]
+    fn stored_trigger_text_reads_back_as_the_trigger() {
+        let cases: [(&str, &[u8]); 9] = [
+            (
+                "application/json",
+                br#"{"id": 1, "b": [true, null, 2.5], "s": "a\"b\u00e9\n"}"#,
+            ),
+            (
+                "application/json; charset=utf-8",
+                b"  [1, {\"z\": {}, \"a\": []}]\n",
+            ),
+            (
+                "application/cloudevents+json",
+                "\"caf\u{e9} \u{1f600}\"".as_bytes(),
+            ),
+            ("application/json", b"12345678901234567890"),
+            ("application/json", b"{\"dup\": 1, \"dup\": 2}"),
+            ("application/json", b" \n "),
+            ("application/x-www-form-urlencoded", b"a=1&a=2&b=%22x%22"),
+            ("text/plain", b"plain \"text\" \\ with\tcontrol"),
+            ("", b"\xff not utf-8"),
+        ];
+        for (ct, raw) in cases {
+            let mut headers = HeaderMap::new();
+            headers.insert(CONTENT_TYPE, HeaderValue::from_str(ct).unwrap());
+            headers.insert("x-quote", HeaderValue::from_static("say \"hi\""));
+            let (body, raw_json) = parse_body(&headers, raw).unwrap();
+            let (headers, query) = (
+                connectors::http::header_object(&headers),
+                form_object(b"q=%E2%9C%93&n=1"),
+            );
+            let text = trigger_text(
+                "POST",
+                "shop/\"orders\"",
+                &to_json_text(&headers),
+                &to_json_text(&query),
+                (&body, raw_json),
+                "2026-01-02T03:04:05.678Z",
+            );
+            let doc = trigger_doc(
+                "POST",
+                "shop/\"orders\"",
+                headers,
+                query,
+                body,
+                "2026-01-02T03:04:05.678Z".into(),
+            );
+            let stored: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(stored, doc, "{ct}: {text}");
+            assert_eq!(
+                stored.as_object().unwrap().keys().collect::<Vec<_>>(),
+                doc.as_object().unwrap().keys().collect::<Vec<_>>()
+            );
+            assert_eq!(
+                raw_json.is_some(),
+                ct.contains("json") && !raw.trim_ascii().is_empty()
+            );
+        }
+    }
 }
