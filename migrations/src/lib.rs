@@ -8,6 +8,7 @@ mod m0002_dedupe;
 mod m0003_auth;
 mod m0004_reliability;
 mod m0005_partial_indexes;
+mod m0006_queue_order;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0003_auth::Migration),
             Box::new(m0004_reliability::Migration),
             Box::new(m0005_partial_indexes::Migration),
+            Box::new(m0006_queue_order::Migration),
         ]
     }
 }

@@ -59,6 +59,10 @@ pub async fn run_dispatcher(app: AppState, mut handed: Handed) {
     let mut waiting = true;
     // Runs ended since the last claim.
     let mut ended = 0usize;
+    // Look for runs whose lease expired (their process died) in the next claim: at start and
+    // then once per poll, since a lease runs for many polls and the search reads every
+    // running run.
+    let mut expired = true;
     // Leases of other processes expire without telling anyone: look at the queue now and then
     // whatever else happens.
     let mut poll = tokio::time::interval(POLL);
@@ -91,11 +95,12 @@ pub async fn run_dispatcher(app: AppState, mut handed: Handed) {
             let held_back = budget.at_cap();
             match app
                 .store
-                .claim_runs(&app.worker_id, want as u64, lease_ms, &budget)
+                .claim_runs(&app.worker_id, want as u64, lease_ms, &budget, expired)
                 .await
             {
                 Ok(claimed) => {
                     ended = 0;
+                    expired = false;
                     claimed_all = claimed.len() == want;
                     let mut capped = false;
                     for Claimed { run, first_start } in claimed {
@@ -124,6 +129,7 @@ pub async fn run_dispatcher(app: AppState, mut handed: Handed) {
             _ = poll.tick() => {
                 waiting = true;
                 backlog = false;
+                expired = true;
             }
         }
     }

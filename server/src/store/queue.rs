@@ -125,15 +125,18 @@ impl Store {
 
     /// Claim up to `limit` runs for `worker`, leased for `lease_ms`, oldest first, taking at
     /// most `budget.room(flow)` runs of any one flow (the per-flow concurrency limit).
+    /// `expired`: also take runs whose lease has expired (their process died). Looking for them
+    /// reads every running run, so the dispatcher asks only now and then, not on every claim.
     pub async fn claim_runs(
         &self,
         worker: &str,
         limit: u64,
         lease_ms: i64,
         budget: &FlowBudget,
+        expired: bool,
     ) -> Result<Vec<Claimed>, Error> {
         let now = now_ms();
-        let stmt = self.claim_runs_stmt(worker, limit, lease_ms, budget, now);
+        let stmt = self.claim_runs_stmt(worker, limit, lease_ms, budget, expired, now);
         let turn = self.write_turn().await;
         let claimed = runs::Model::find_by_statement(stmt).all(&*turn).await?;
         Ok(claimed
@@ -152,6 +155,7 @@ impl Store {
         limit: u64,
         lease_ms: i64,
         budget: &FlowBudget,
+        expired: bool,
         now: i64,
     ) -> Statement {
         let mut values: Vec<DbValue> = vec![
@@ -175,7 +179,7 @@ impl Store {
             "((+status = 'queued' AND +available_at <= $3) OR (+status = 'running' AND +lease_until < $3))"
         };
         // The head of the queue: queued runs and runs whose lease expired, each read in index
-        // order (`runs_queue`), so a claim costs the same with ten runs waiting or a million.
+        // order (`runs_by_status`), so a claim costs the same with ten runs waiting or a million.
         // PostgreSQL: the chosen ids as one array, looked up by primary key (an `IN` subquery
         // here is planned as a scan of the whole table once the queue is long).
         let (id_in, id_in_end) = if self.is_postgres() {
@@ -183,15 +187,22 @@ impl Store {
         } else {
             ("id IN ", "")
         };
+        let expired = if expired {
+            format!(
+                " UNION ALL SELECT * FROM (SELECT id, flow, available_at FROM runs \
+                 WHERE status = 'running' AND lease_until < $3{not_full} ORDER BY available_at, id LIMIT $5) expired"
+            )
+        } else {
+            String::new()
+        };
         let sql = format!(
             "UPDATE runs SET status = 'running', worker = $1, lease_until = $2, started_at = COALESCE(started_at, $3) \
              WHERE id IN (SELECT id FROM runs WHERE {recheck} AND {id_in}(\
                SELECT ranked.id FROM (\
                  SELECT head.id, head.flow, ROW_NUMBER() OVER (PARTITION BY head.flow ORDER BY head.available_at, head.id) AS rn \
                  FROM (\
-                   SELECT * FROM (SELECT id, flow, available_at FROM runs WHERE status = 'queued' AND available_at <= $3{not_full} ORDER BY available_at, id LIMIT $5) queued \
-                   UNION ALL \
-                   SELECT * FROM (SELECT id, flow, available_at FROM runs WHERE status = 'running' AND lease_until < $3{not_full} ORDER BY available_at, id LIMIT $5) expired\
+                   SELECT * FROM (SELECT id, flow, available_at FROM runs WHERE status = 'queued' AND available_at <= $3{not_full} ORDER BY available_at, id LIMIT $5) queued\
+                   {expired}\
                  ) head\
                ) ranked WHERE ranked.rn <= {room}){id_in_end} \
              ORDER BY available_at, id LIMIT $4{}) RETURNING *",
@@ -440,18 +451,24 @@ mod tests {
         let (_dir, store) = temp_store().await;
         let mut budget = FlowBudget::new(4);
         budget.take("busy");
-        let runs = plan(
-            &store,
-            store.claim_runs_stmt("wrk_t", 8, 30_000, &budget, now_ms()),
-        )
-        .await;
-        let by_queue = runs.iter().filter(|l| l.contains("runs_queue")).count();
-        assert_eq!(by_queue, 2, "queued and expired heads only:\n{runs:#?}");
-        assert!(
-            runs.iter()
-                .any(|l| l.contains("SEARCH runs USING INDEX sqlite_autoindex_runs_1 (id=?)")),
-            "{runs:#?}"
-        );
+        for (expired, heads) in [(true, 2), (false, 1)] {
+            let runs = plan(
+                &store,
+                store.claim_runs_stmt("wrk_t", 8, 30_000, &budget, expired, now_ms()),
+            )
+            .await;
+            let by_queue = runs.iter().filter(|l| l.contains("runs_by_status")).count();
+            assert_eq!(by_queue, heads, "the heads only:\n{runs:#?}");
+            assert!(
+                runs.iter()
+                    .any(|l| l.contains("SEARCH runs USING INDEX sqlite_autoindex_runs_1 (id=?)")),
+                "{runs:#?}"
+            );
+            assert!(
+                !runs.iter().any(|l| l.contains("RIGHT PART OF ORDER BY")),
+                "the heads are read in claim order, not sorted again:\n{runs:#?}"
+            );
+        }
         let deliveries = plan(
             &store,
             store.claim_deliveries_stmt(8, 30_000, &budget, now_ms()),
@@ -462,5 +479,40 @@ mod tests {
             .filter(|l| l.contains("deliveries_due"))
             .count();
         assert_eq!(by_due, 1, "the head only:\n{deliveries:#?}");
+    }
+
+    /// A run whose lease expired is taken only by a claim that looks for expired leases; a
+    /// queued run by any claim.
+    #[tokio::test]
+    async fn expired_leases_are_taken_when_asked_for() {
+        let (_dir, store) = temp_store().await;
+        for (id, status, lease) in [
+            ("run_dead", "running", Some(1)),
+            ("run_live", "running", Some(i64::MAX)),
+            ("run_new", "queued", None),
+        ] {
+            let stmt = store.stmt(
+                "INSERT INTO runs (id, flow, version, status, attempt, trigger, depth, worker, \
+                 lease_until, available_at, created_at) VALUES ($1, 'f', 1, $2, 1, '{}', 0, 'wrk_gone', $3, 0, 0)",
+                vec![id.into(), status.into(), lease.into()],
+            );
+            store.db.execute_raw(stmt).await.unwrap();
+        }
+        let budget = FlowBudget::new(8);
+        let ids = |claimed: Vec<Claimed>| {
+            let mut ids: Vec<String> = claimed.into_iter().map(|c| c.run.id).collect();
+            ids.sort();
+            ids
+        };
+        let first = store
+            .claim_runs("wrk_t", 8, 30_000, &budget, false)
+            .await
+            .unwrap();
+        assert_eq!(ids(first), ["run_new"]);
+        let second = store
+            .claim_runs("wrk_t", 8, 30_000, &budget, true)
+            .await
+            .unwrap();
+        assert_eq!(ids(second), ["run_dead"]);
     }
 }
