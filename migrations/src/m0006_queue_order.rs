@@ -1,9 +1,11 @@
-//! The queue index holds runs in the order they are claimed: by status, then `available_at`,
-//! then id.
+//! The queue index holds each flow's runs in the order they are claimed: by status, flow,
+//! `available_at`, then id.
 //!
-//! `runs_queue` (status, available_at) left ties on `available_at` in row order, so every claim
-//! (`ORDER BY available_at, id`) sorted the head of the queue it read in a temporary B-tree
-//! before it could take the first runs. With the id in the index the head is read in order.
+//! With `runs_queue` (status, available_at) a claim read one window of the whole queue's head
+//! and ranked it per flow: the window cost more than the runs it took, ties on `available_at`
+//! were sorted again, and a flow's runs behind a long backlog of another flow were out of sight.
+//! Now a claim finds the flows that have runs waiting (one seek each) and reads each flow's
+//! head in order, as far as that flow may take.
 
 use sea_orm_migration::prelude::*;
 
@@ -33,7 +35,7 @@ impl MigrationTrait for Migration {
         run(
             m,
             &[
-                "CREATE INDEX runs_by_status ON runs (status, available_at, id)",
+                "CREATE INDEX runs_by_status ON runs (status, flow, available_at, id)",
                 "DROP INDEX runs_queue",
             ],
         )

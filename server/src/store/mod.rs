@@ -229,7 +229,7 @@ pub fn rfc3339(ms: i64) -> String {
 /// statement.
 #[cfg(test)]
 pub(crate) mod testing {
-    use sea_orm::{ConnectionTrait, Statement};
+    use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
 
     use super::{SqliteSync, Store};
 
@@ -247,9 +247,14 @@ pub(crate) mod testing {
         let sql = format!("EXPLAIN QUERY PLAN {}", stmt.sql);
         let values = stmt.values.map(|v| v.0).unwrap_or_default();
         let explain = Statement::from_sql_and_values(store.backend(), sql, values);
-        store
-            .db
-            .query_all_raw(explain)
+        // `EXPLAIN QUERY PLAN` plans with the schema the connection last read, which may be from
+        // before the migrations that ran on another pooled connection: read the table first,
+        // in the same transaction, so the connection loads the current schema.
+        let txn = store.db.begin().await.unwrap();
+        txn.execute_unprepared("SELECT 1 FROM runs LIMIT 1")
+            .await
+            .unwrap();
+        txn.query_all_raw(explain)
             .await
             .unwrap()
             .iter()

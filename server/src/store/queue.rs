@@ -135,9 +135,24 @@ impl Store {
         budget: &FlowBudget,
         expired: bool,
     ) -> Result<Vec<Claimed>, Error> {
+        #[derive(FromQueryResult)]
+        struct Waiting {
+            flow: String,
+        }
         let now = now_ms();
-        let stmt = self.claim_runs_stmt(worker, limit, lease_ms, budget, expired, now);
         let turn = self.write_turn().await;
+        let flows = Waiting::find_by_statement(self.waiting_flows_stmt(expired, now))
+            .all(&*turn)
+            .await?;
+        let heads: Vec<(&str, usize)> = flows
+            .iter()
+            .map(|w| (w.flow.as_str(), budget.room(&w.flow).min(limit as usize)))
+            .filter(|&(_, room)| room > 0)
+            .collect();
+        if heads.is_empty() {
+            return Ok(Vec::new());
+        }
+        let stmt = self.claim_runs_stmt(worker, limit, lease_ms, &heads, expired, now);
         let claimed = runs::Model::find_by_statement(stmt).all(&*turn).await?;
         Ok(claimed
             .into_iter()
@@ -149,12 +164,41 @@ impl Store {
             .collect())
     }
 
+    /// The flows that have queued runs (and, with `expired`, runs whose lease expired): one
+    /// seek in `runs_by_status` per flow, however long the queue.
+    fn waiting_flows_stmt(&self, expired: bool, now: i64) -> Statement {
+        let expired = if expired {
+            " UNION SELECT DISTINCT flow FROM runs WHERE status = 'running' AND lease_until < $1"
+        } else {
+            ""
+        };
+        self.stmt(
+            &format!(
+                "WITH RECURSIVE waiting (flow) AS (\
+                   SELECT (SELECT MIN(flow) FROM runs WHERE status = 'queued') \
+                   UNION ALL \
+                   SELECT (SELECT MIN(flow) FROM runs WHERE status = 'queued' AND flow > waiting.flow) \
+                   FROM waiting WHERE waiting.flow IS NOT NULL\
+                 ) SELECT flow FROM waiting WHERE flow IS NOT NULL{expired}"
+            ),
+            if expired.is_empty() {
+                vec![]
+            } else {
+                vec![now.into()]
+            },
+        )
+    }
+
+    /// The claim itself: from each flow in `heads`, its oldest ready runs, at most its room
+    /// (read in order from `runs_by_status`, so a claim costs what it takes, however long the
+    /// queue); of those the oldest `limit`. Reading each flow's head on its own also finds the
+    /// runs of a quiet flow behind a long backlog of a busy one.
     fn claim_runs_stmt(
         &self,
         worker: &str,
         limit: u64,
         lease_ms: i64,
-        budget: &FlowBudget,
+        heads: &[(&str, usize)],
         expired: bool,
         now: i64,
     ) -> Statement {
@@ -163,50 +207,48 @@ impl Store {
             (now + lease_ms).into(),
             now.into(),
             (limit as i64).into(),
-            // The window ranked per flow: enough to find other flows behind a busy one.
-            (limit as i64 * 4 + 16).into(),
-            (budget.cap as i64).into(),
         ];
-        let (not_full, room) = budget.sql("flow", "$6", &mut values);
+        let lock = self.skip_locked();
+        let mut branches = Vec::with_capacity(heads.len());
+        for &(flow, room) in heads {
+            values.push(flow.into());
+            values.push((room as i64).into());
+            let (f, r) = (values.len() - 1, values.len());
+            let queued = format!(
+                "SELECT id, available_at FROM runs WHERE status = 'queued' AND flow = ${f} \
+                 AND available_at <= $3 ORDER BY available_at, id LIMIT ${r}{lock}"
+            );
+            branches.push(if expired {
+                format!(
+                    "SELECT * FROM (SELECT * FROM ({queued}) q UNION ALL SELECT * FROM (\
+                       SELECT id, available_at FROM runs WHERE status = 'running' AND flow = ${f} \
+                       AND lease_until < $3 ORDER BY available_at, id LIMIT ${r}{lock}) e \
+                     ORDER BY available_at, id LIMIT ${r}) h{f}"
+                )
+            } else {
+                format!("SELECT * FROM ({queued}) h{f}")
+            });
+        }
         let ready = "((status = 'queued' AND available_at <= $3) OR (status = 'running' AND lease_until < $3))";
         // The chosen runs are checked again by id. On SQLite a `+` keeps these columns from
         // choosing an index: otherwise the check is planned as a walk over every ready run in
-        // `runs_queue`, testing each against the chosen ids, and a claim costs as much as the
-        // queue is long.
-        let recheck = if self.is_postgres() {
-            ready
-        } else {
-            "((+status = 'queued' AND +available_at <= $3) OR (+status = 'running' AND +lease_until < $3))"
-        };
-        // The head of the queue: queued runs and runs whose lease expired, each read in index
-        // order (`runs_by_status`), so a claim costs the same with ten runs waiting or a million.
+        // `runs_by_status`, testing each against the chosen ids.
         // PostgreSQL: the chosen ids as one array, looked up by primary key (an `IN` subquery
         // here is planned as a scan of the whole table once the queue is long).
-        let (id_in, id_in_end) = if self.is_postgres() {
-            ("id = ANY(ARRAY", ")")
+        let (recheck, id_in, id_in_end) = if self.is_postgres() {
+            (ready, "id = ANY(ARRAY", ")")
         } else {
-            ("id IN ", "")
-        };
-        let expired = if expired {
-            format!(
-                " UNION ALL SELECT * FROM (SELECT id, flow, available_at FROM runs \
-                 WHERE status = 'running' AND lease_until < $3{not_full} ORDER BY available_at, id LIMIT $5) expired"
+            (
+                "((+status = 'queued' AND +available_at <= $3) OR (+status = 'running' AND +lease_until < $3))",
+                "id IN ",
+                "",
             )
-        } else {
-            String::new()
         };
         let sql = format!(
             "UPDATE runs SET status = 'running', worker = $1, lease_until = $2, started_at = COALESCE(started_at, $3) \
-             WHERE id IN (SELECT id FROM runs WHERE {recheck} AND {id_in}(\
-               SELECT ranked.id FROM (\
-                 SELECT head.id, head.flow, ROW_NUMBER() OVER (PARTITION BY head.flow ORDER BY head.available_at, head.id) AS rn \
-                 FROM (\
-                   SELECT * FROM (SELECT id, flow, available_at FROM runs WHERE status = 'queued' AND available_at <= $3{not_full} ORDER BY available_at, id LIMIT $5) queued\
-                   {expired}\
-                 ) head\
-               ) ranked WHERE ranked.rn <= {room}){id_in_end} \
-             ORDER BY available_at, id LIMIT $4{}) RETURNING *",
-            self.skip_locked()
+             WHERE {recheck} AND {id_in}(SELECT id FROM ({}) heads ORDER BY available_at, id LIMIT $4){id_in_end} \
+             RETURNING *",
+            branches.join(" UNION ALL ")
         );
         self.stmt(&sql, values)
     }
@@ -443,32 +485,46 @@ mod tests {
     use super::*;
     use crate::store::testing::{plan, temp_store};
 
-    /// A claim reads the head of the queue through its index and then finds the chosen rows by
-    /// id; the queue index is never walked to check them, which made a claim cost as much as
-    /// the queue was long.
+    /// A claim reads the head of each flow's queue through the index, in order, and then finds
+    /// the chosen rows by id; nothing walks the queue, which made a claim cost as much as the
+    /// queue was long.
     #[tokio::test]
     async fn claims_read_only_the_head_of_the_queue() {
         let (_dir, store) = temp_store().await;
-        let mut budget = FlowBudget::new(4);
-        budget.take("busy");
-        for (expired, heads) in [(true, 2), (false, 1)] {
+        let budget = FlowBudget::new(4);
+        let heads = [("busy", 2), ("quiet", 4)];
+        for (expired, reads) in [(true, 4), (false, 2)] {
             let runs = plan(
                 &store,
-                store.claim_runs_stmt("wrk_t", 8, 30_000, &budget, expired, now_ms()),
+                store.claim_runs_stmt("wrk_t", 8, 30_000, &heads, expired, now_ms()),
             )
             .await;
-            let by_queue = runs.iter().filter(|l| l.contains("runs_by_status")).count();
-            assert_eq!(by_queue, heads, "the heads only:\n{runs:#?}");
+            let ordered = runs
+                .iter()
+                .filter(|l| l.contains("runs_by_status (status=? AND flow=?"))
+                .count();
+            assert_eq!(ordered, reads, "each flow's heads only:\n{runs:#?}");
             assert!(
                 runs.iter()
                     .any(|l| l.contains("SEARCH runs USING INDEX sqlite_autoindex_runs_1 (id=?)")),
                 "{runs:#?}"
             );
+            assert!(!runs.iter().any(|l| l.contains("SCAN runs")), "{runs:#?}");
+            // Only runs already chosen are sorted (at most each flow's room), never a queue:
+            // the heads to merge across flows, and with `expired` each flow's two heads.
+            let sorts = runs.iter().filter(|l| l.contains("TEMP B-TREE")).count();
+            assert_eq!(sorts, 1 + usize::from(expired) * 2 * heads.len(), "{runs:#?}");
+            let flows = plan(&store, store.waiting_flows_stmt(expired, now_ms())).await;
             assert!(
-                !runs.iter().any(|l| l.contains("RIGHT PART OF ORDER BY")),
-                "the heads are read in claim order, not sorted again:\n{runs:#?}"
+                flows
+                    .iter()
+                    .any(|l| l.contains("COVERING INDEX runs_by_status (status=? AND flow>?)")),
+                "one seek per waiting flow:\n{flows:#?}"
             );
+            assert!(!flows.iter().any(|l| l.contains("SCAN runs")), "{flows:#?}");
         }
+        let mut budget = budget;
+        budget.take("busy");
         let deliveries = plan(
             &store,
             store.claim_deliveries_stmt(8, 30_000, &budget, now_ms()),
@@ -514,5 +570,50 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(ids(second), ["run_dead"]);
+    }
+
+    async fn insert_runs(store: &Store, flow: &str, n: usize, at: i64) -> Vec<String> {
+        let mut ids = Vec::new();
+        for _ in 0..n {
+            let id = flows_engine::ids::new_id("run");
+            let stmt = store.stmt(
+                "INSERT INTO runs (id, flow, version, status, attempt, trigger, depth, \
+                 available_at, created_at) VALUES ($1, $2, 1, 'queued', 1, '{}', 0, $3, 0)",
+                vec![id.clone().into(), flow.into(), at.into()],
+            );
+            store.db.execute_raw(stmt).await.unwrap();
+            ids.push(id);
+        }
+        ids
+    }
+
+    /// A flow at the head of the queue with a long backlog and little room does not hide the
+    /// runs of another flow behind it; each flow gets at most its room, oldest first.
+    #[tokio::test]
+    async fn a_long_backlog_does_not_hide_other_flows() {
+        let (_dir, store) = temp_store().await;
+        let busy = insert_runs(&store, "busy", 300, 1).await;
+        let quiet = insert_runs(&store, "quiet", 2, 2).await;
+        let mut budget = FlowBudget::new(4);
+        for _ in 0..3 {
+            budget.take("busy");
+        }
+        let claimed = store
+            .claim_runs("wrk_t", 8, 30_000, &budget, false)
+            .await
+            .unwrap();
+        let ids: Vec<&str> = claimed.iter().map(|c| c.run.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [busy[0].as_str(), quiet[0].as_str(), quiet[1].as_str()]
+        );
+        // At most `limit`, the oldest first, across flows.
+        let budget = FlowBudget::new(8);
+        let claimed = store
+            .claim_runs("wrk_t", 3, 30_000, &budget, false)
+            .await
+            .unwrap();
+        let ids: Vec<&str> = claimed.iter().map(|c| c.run.id.as_str()).collect();
+        assert_eq!(ids, &busy[1..4]);
     }
 }
