@@ -7,8 +7,16 @@
 //!
 //! This also keeps the count of runs in hand (claimed or handed over, not yet ended) and the
 //! per-flow budget, shared by the dispatcher and the writer so that neither overfills them.
+//!
+//! A run that has to wait in the queue leaves its parsed trigger here ("parked"), so that when
+//! this process claims it the worker does not parse the stored text again. The claim decides
+//! who runs it as before; a run claimed elsewhere (or after a restart) reads its trigger from
+//! the store, and its parked copy is dropped when newer ones push it out.
 
-use std::sync::Mutex;
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Mutex,
+};
 
 use flows_engine::StepRecord;
 use serde_json::Value;
@@ -36,9 +44,20 @@ impl RunInHand {
     }
 }
 
+/// Most triggers parked at once (a few KiB each): enough for the backlog a busy process keeps.
+const PARKED: usize = 1024;
+
+/// Parsed triggers of queued runs, by run id, oldest first out.
+#[derive(Default)]
+struct Parked {
+    triggers: HashMap<String, Value>,
+    order: VecDeque<String>,
+}
+
 /// The dispatcher's worker slots, shared with the writer.
 pub struct Handoff {
     state: Mutex<State>,
+    parked: Mutex<Parked>,
     tx: mpsc::UnboundedSender<RunInHand>,
     /// This process's identity in leases.
     pub worker: String,
@@ -76,6 +95,7 @@ impl Handoff {
         };
         let handoff = Handoff {
             state: Mutex::new(state),
+            parked: Mutex::default(),
             tx,
             worker,
             lease_ms,
@@ -157,6 +177,32 @@ impl Handoff {
         s.budget.put_back(flow);
     }
 
+    /// Keep the parsed trigger of a committed run that waits in the queue, for when this
+    /// process claims it; the oldest parked trigger goes when there are too many.
+    pub fn park(&self, run_id: String, trigger: Value) {
+        let mut p = self.parked.lock().unwrap_or_else(|e| e.into_inner());
+        while p.order.len() >= PARKED {
+            if let Some(old) = p.order.pop_front() {
+                p.triggers.remove(&old);
+            }
+        }
+        if p.triggers.insert(run_id.clone(), trigger).is_none() {
+            p.order.push_back(run_id);
+        }
+    }
+
+    /// A claimed run, with its trigger if it was parked here.
+    pub fn claimed_run(&self, run: runs::Model, first_start: bool) -> RunInHand {
+        let mut p = self.parked.lock().unwrap_or_else(|e| e.into_inner());
+        // Its id stays in `order` until pushed out; a stale id there removes nothing.
+        let trigger = p.triggers.remove(&run.id);
+        drop(p);
+        RunInHand {
+            trigger,
+            ..RunInHand::stored(run, first_start)
+        }
+    }
+
     /// Runs in hand (claimed or handed over, not yet ended).
     #[cfg(test)]
     fn in_hand(&self) -> usize {
@@ -219,14 +265,9 @@ mod tests {
         assert_eq!(h.in_hand(), 2);
     }
 
-    #[test]
-    fn a_run_handed_over_after_shutdown_frees_its_slot() {
-        let (h, rx) = handoff(2, 2);
-        h.end_claim(true);
-        assert!(h.reserve("a"));
-        drop(rx);
-        let run = runs::Model {
-            id: "run_x".into(),
+    fn stored_run(id: &str) -> runs::Model {
+        runs::Model {
+            id: id.into(),
             flow: "a".into(),
             version: 1,
             event_id: None,
@@ -245,8 +286,48 @@ mod tests {
             created_at: 0,
             started_at: Some(0),
             finished_at: None,
-        };
-        h.deliver(RunInHand::stored(run, true));
+        }
+    }
+
+    #[test]
+    fn a_run_handed_over_after_shutdown_frees_its_slot() {
+        let (h, rx) = handoff(2, 2);
+        h.end_claim(true);
+        assert!(h.reserve("a"));
+        drop(rx);
+        h.deliver(RunInHand::stored(stored_run("run_x"), true));
         assert_eq!(h.in_hand(), 0);
+    }
+
+    #[test]
+    fn a_claimed_run_takes_its_parked_trigger_once() {
+        let (h, _rx) = handoff(2, 2);
+        h.park("run_a".into(), serde_json::json!({"body": {"n": 1}}));
+        let taken = h.claimed_run(stored_run("run_a"), true);
+        assert_eq!(taken.trigger.unwrap()["body"]["n"], 1);
+        assert_eq!(taken.prior.unwrap().len(), 0);
+        let again = h.claimed_run(stored_run("run_a"), false);
+        assert!(again.trigger.is_none(), "parked once, taken once");
+        assert!(
+            again.prior.is_none(),
+            "a run started before reads its records"
+        );
+        assert!(h.claimed_run(stored_run("run_b"), true).trigger.is_none());
+    }
+
+    #[test]
+    fn parked_triggers_are_bounded_oldest_out() {
+        let (h, _rx) = handoff(2, 2);
+        for i in 0..PARKED + 10 {
+            h.park(format!("run_{i}"), Value::from(i));
+        }
+        assert!(h.claimed_run(stored_run("run_9"), true).trigger.is_none());
+        let kept = h.claimed_run(stored_run("run_10"), true).trigger;
+        assert_eq!(kept, Some(Value::from(10)));
+        let newest = format!("run_{}", PARKED + 9);
+        assert!(h.claimed_run(stored_run(&newest), true).trigger.is_some());
+        let p = h.parked.lock().unwrap();
+        assert_eq!(p.triggers.len(), PARKED - 2);
+        assert_eq!(p.order.len(), PARKED);
     }
 }

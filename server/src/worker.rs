@@ -105,7 +105,7 @@ pub async fn run_dispatcher(app: AppState, mut handed: Handed) {
                     let mut capped = false;
                     for Claimed { run, first_start } in claimed {
                         capped |= slots.claimed(&run.flow);
-                        let run = RunInHand::stored(run, first_start);
+                        let run = slots.claimed_run(run, first_start);
                         spawn(&mut running, &mut flows, run, "claim");
                     }
                     backlog = claimed_all || capped;

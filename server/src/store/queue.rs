@@ -513,7 +513,11 @@ mod tests {
             // Only runs already chosen are sorted (at most each flow's room), never a queue:
             // the heads to merge across flows, and with `expired` each flow's two heads.
             let sorts = runs.iter().filter(|l| l.contains("TEMP B-TREE")).count();
-            assert_eq!(sorts, 1 + usize::from(expired) * 2 * heads.len(), "{runs:#?}");
+            assert_eq!(
+                sorts,
+                1 + usize::from(expired) * 2 * heads.len(),
+                "{runs:#?}"
+            );
             let flows = plan(&store, store.waiting_flows_stmt(expired, now_ms())).await;
             assert!(
                 flows

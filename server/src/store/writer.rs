@@ -187,6 +187,8 @@ async fn insert_all(
     let now = now_ms();
     let mut rs: Vec<runs::ActiveModel> = Vec::with_capacity(fresh.len());
     let mut handed: Vec<(usize, runs::ActiveModel)> = Vec::new();
+    // New runs left in the queue: their parsed triggers wait in `handoff` for the claim.
+    let mut parked: Vec<usize> = Vec::new();
     let mut queued = false;
     let handoff = &cx.handoff;
     // Records of steps run ahead are written for runs that ended as they were accepted and for
@@ -206,6 +208,7 @@ async fn insert_all(
             } else {
                 queued = true;
                 keep_steps = false;
+                parked.push(i);
             }
         }
         if let (true, Some(ahead)) = (keep_steps, &items[i].0.ahead) {
@@ -241,6 +244,12 @@ async fn insert_all(
             // Unreachable (every column is set); the run is leased to this process and is
             // claimed again when the lease expires.
             Err(e) => tracing::error!(error = %e, "could not hand over a run"),
+        }
+    }
+    for i in parked {
+        let item = &mut *items[i].0;
+        if let Some(ahead) = item.ahead.take() {
+            handoff.park(active_string(&item.run.id), ahead.trigger);
         }
     }
     if queued {
