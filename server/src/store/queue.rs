@@ -139,6 +139,9 @@ impl Store {
         struct Waiting {
             flow: String,
         }
+        // PostgreSQL claims always look for expired leases: leaving that part out made end-to-end
+        // runs a third slower there in side-by-side runs, with more work on the server.
+        let expired = expired || self.is_postgres();
         let now = now_ms();
         let turn = self.write_turn().await;
         let flows = Waiting::find_by_statement(self.waiting_flows_stmt(expired, now))
