@@ -25,3 +25,12 @@ impl MigratorTrait for Migrator {
         ]
     }
 }
+
+/// Run raw statements that read the same on both backends, in order.
+pub(crate) async fn run_each(m: &SchemaManager<'_>, statements: &[&str]) -> Result<(), DbErr> {
+    let db = m.get_connection();
+    for sql in statements {
+        db.execute_unprepared(sql).await?;
+    }
+    Ok(())
+}

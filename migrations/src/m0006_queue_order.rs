@@ -9,21 +9,14 @@
 
 use sea_orm_migration::prelude::*;
 
+use crate::run_each as run;
+
 pub struct Migration;
 
 impl MigrationName for Migration {
     fn name(&self) -> &str {
         "m0006_queue_order"
     }
-}
-
-/// Both backends take the same statements.
-async fn run(m: &SchemaManager<'_>, statements: &[&str]) -> Result<(), DbErr> {
-    let db = m.get_connection();
-    for sql in statements {
-        db.execute_unprepared(sql).await?;
-    }
-    Ok(())
 }
 
 // The trait's signature elides the lifetime; matching it exactly is required.
