@@ -38,11 +38,16 @@ struct Inner {
 #[derive(Default)]
 pub struct Catalog {
     inner: RwLock<Inner>,
+    /// One reload at a time: a reload replaces the whole view with what it read, so one that
+    /// read the store before a flow was saved must not finish after the reload that followed
+    /// the save (the new flow's path would answer 404 until the next refresh).
+    reloading: tokio::sync::Mutex<()>,
 }
 
 impl Catalog {
     /// Reload every flow from the store.
     pub async fn reload(&self, store: &Store, registry: &Registry) -> Result<(), Error> {
+        let _one_at_a_time = self.reloading.lock().await;
         let rows = store.list_flows().await?;
         let mut next = Inner::default();
         for row in rows {
