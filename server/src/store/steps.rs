@@ -170,6 +170,7 @@ async fn write_rows<'a>(
     ops: impl Iterator<Item = &'a Op>,
 ) -> Result<Vec<u64>, DbErr> {
     let ops: Vec<&Op> = ops.collect();
+    let started = std::time::Instant::now();
     let txn = db.begin().await?;
     // Step records first, several rows per statement; then the run ends (each after its own
     // run's records, all in the same transaction).
@@ -198,6 +199,7 @@ async fn write_rows<'a>(
         ended.extend(end_runs(&txn, &chunk).await?);
     }
     txn.commit().await?;
+    crate::metrics::group_commit("steps", ops.len(), started.elapsed());
     Ok(ops
         .iter()
         .map(|op| match op {

@@ -163,6 +163,7 @@ async fn insert_all(
 ) -> Result<Vec<Accepted>, DbErr> {
     let store = &cx.store;
     let turn = store.write_turn().await;
+    let started = std::time::Instant::now();
     let txn = turn.begin().await?;
     let mut results = Vec::with_capacity(items.len());
     for (item, seen) in items.iter() {
@@ -230,6 +231,7 @@ async fn insert_all(
         }
         return Err(e);
     }
+    crate::metrics::group_commit("webhooks", items.len(), started.elapsed());
     for (i, run) in handed {
         let (prior, trigger) = match items[i].0.ahead.take() {
             Some(a) => (a.records, Some(a.trigger)),

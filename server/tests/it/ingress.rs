@@ -142,6 +142,8 @@ async fn health_metrics_and_landing_page() {
         "hookflow_webhooks_received_total",
         "hookflow_runs_total",
         "hookflow_step_duration_seconds",
+        "hookflow_group_commits_total{writer=\"webhooks\"}",
+        "hookflow_group_commit_seconds_bucket",
     ] {
         assert!(text.contains(name), "{name} missing from /metrics:\n{text}");
     }

@@ -558,6 +558,53 @@ async fn started(srv: &crate::utils::TestServer, flow: &str, via: &str) -> u64 {
     .await
 }
 
+/// Each group commit is counted in `/metrics` with its rows and its time, per writer: new
+/// webhooks (`webhooks`) and the step records and run ends of runs a worker executes (`steps`).
+/// The counters are shared by every server in this process, so only growth is compared.
+#[tokio::test]
+async fn group_commits_are_counted_with_their_rows_and_time() {
+    let sink = Sink::start().await;
+    let srv = start_with(|_| {}).await;
+    srv.create_flow(flow(
+        "commits-ingest",
+        webhook("commits-ingest"),
+        json!([{"id": "t", "type": "transform", "output": {"n": "{{ $.trigger.body.n }}"}}]),
+    ))
+    .await;
+    srv.create_flow(flow(
+        "commits-steps",
+        webhook("commits-steps"),
+        json!([{"id": "send", "type": "http", "url": sink.url("/c")}]),
+    ))
+    .await;
+    let read = |name: &'static str, writer: &'static str| {
+        let srv = &srv;
+        async move { metric(srv, name, &[format!("writer=\"{writer}\"")]).await }
+    };
+    let rows_before = read("hookflow_group_commit_rows_total", "webhooks").await;
+    let commits_before = read("hookflow_group_commits_total", "webhooks").await;
+    let timed_before = read("hookflow_group_commit_seconds_count", "webhooks").await;
+    let steps_before = read("hookflow_group_commits_total", "steps").await;
+    let n = 24;
+    let sends = (0..n).map(|i| srv.hook("commits-ingest", json!({"n": i})));
+    for (status, body) in futures::future::join_all(sends).await {
+        assert_eq!(status, 202, "{body}");
+    }
+    let rows = read("hookflow_group_commit_rows_total", "webhooks").await - rows_before;
+    let commits = read("hookflow_group_commits_total", "webhooks").await - commits_before;
+    let timed = read("hookflow_group_commit_seconds_count", "webhooks").await - timed_before;
+    assert!(rows >= n, "{rows} rows counted for {n} accepted webhooks");
+    assert!(
+        (1..=rows).contains(&commits),
+        "{commits} commits of {rows} rows"
+    );
+    assert!(timed >= 1, "no commit time recorded");
+    let run = srv.hook_and_wait("commits-steps", json!({})).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let steps = read("hookflow_group_commits_total", "steps").await - steps_before;
+    assert!(steps >= 1, "the run's step record and end were not counted");
+}
+
 /// The sum of the series of `name` in `/metrics` that carry every one of `labels`.
 async fn metric(srv: &crate::utils::TestServer, name: &str, labels: &[String]) -> u64 {
     let text = srv
