@@ -40,9 +40,80 @@ pub fn parse_list(s: &str) -> Result<Vec<usize>, String> {
         .collect()
 }
 
+/// A group-commit writer's counters from hookflow's `/metrics`: commits, the rows they held,
+/// and the seconds they took in all.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Commits {
+    pub commits: f64,
+    pub rows: f64,
+    pub seconds: f64,
+}
+
+impl Commits {
+    /// What happened between `before` and `self`.
+    pub fn since(&self, before: &Commits) -> Commits {
+        Commits {
+            commits: self.commits - before.commits,
+            rows: self.rows - before.rows,
+            seconds: self.seconds - before.seconds,
+        }
+    }
+}
+
+/// The group-commit counters of one `writer` (`webhooks` or `steps`) in a Prometheus text page;
+/// zero where a series is absent (the writer has not committed yet).
+pub fn group_commits(metrics: &str, writer: &str) -> Commits {
+    let labels = format!("{{writer=\"{writer}\"}} ");
+    let value = |name: &str| {
+        let prefix = format!("{name}{labels}");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    Commits {
+        commits: value("hookflow_group_commits_total"),
+        rows: value("hookflow_group_commit_rows_total"),
+        seconds: value("hookflow_group_commit_seconds_sum"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn group_commit_counters_per_writer() {
+        let page = "# TYPE hookflow_group_commits_total counter\n\
+            hookflow_group_commits_total{writer=\"webhooks\"} 1664\n\
+            hookflow_group_commits_total{writer=\"steps\"} 7\n\
+            hookflow_group_commit_rows_total{writer=\"webhooks\"} 53099\n\
+            hookflow_group_commit_seconds_bucket{writer=\"webhooks\",le=\"0.001\"} 3\n\
+            hookflow_group_commit_seconds_sum{writer=\"webhooks\"} 7.493762031\n\
+            hookflow_group_commit_seconds_count{writer=\"webhooks\"} 1664\n";
+        let w = group_commits(page, "webhooks");
+        assert_eq!(
+            w,
+            Commits {
+                commits: 1664.0,
+                rows: 53099.0,
+                seconds: 7.493762031
+            }
+        );
+        let before = Commits {
+            commits: 64.0,
+            rows: 99.0,
+            seconds: 0.5,
+        };
+        let d = w.since(&before);
+        assert_eq!((d.commits, d.rows), (1600.0, 53000.0));
+        assert!((d.seconds - 6.993762031).abs() < 1e-9);
+        // A writer that has not committed yet has no series at all.
+        let steps = group_commits(page, "steps");
+        assert_eq!((steps.commits, steps.rows, steps.seconds), (7.0, 0.0, 0.0));
+        assert_eq!(group_commits("", "webhooks"), Commits::default());
+    }
 
     #[test]
     fn signature_matches_the_specification_example() {

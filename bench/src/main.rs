@@ -19,7 +19,9 @@ use std::{
 use anyhow::{Context, bail};
 use axum::{Router, body::Bytes, extract::State, routing::post};
 use clap::Parser;
-use hookflow_bench::{hist::Histogram, parse_list, standard_webhooks_signature};
+use hookflow_bench::{
+    Commits, group_commits, hist::Histogram, parse_list, standard_webhooks_signature,
+};
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, header};
 use hyper_util::rt::TokioIo;
@@ -541,6 +543,23 @@ async fn probe(reqs: &RequestGen) -> anyhow::Result<u16> {
     Ok(status)
 }
 
+/// The server's group-commit counters per writer (`webhooks`, `steps`); none when `/metrics`
+/// cannot be read (a server that does not export them).
+async fn commit_counters(addr: SocketAddr) -> Option<[Commits; 2]> {
+    let mut s = connect(addr).await.ok()?;
+    let req = Request::get("/metrics")
+        .header(header::HOST, addr.to_string())
+        .body(Full::new(Bytes::new()))
+        .ok()?;
+    let resp = s.send_request(req).await.ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    let body = resp.into_body().collect().await.ok()?.to_bytes();
+    let text = String::from_utf8_lossy(&body);
+    Some(["webhooks", "steps"].map(|w| group_commits(&text, w)))
+}
+
 struct Shared {
     next_seq: AtomicU64,
     stop: AtomicBool,
@@ -695,9 +714,11 @@ impl Ctx {
         };
         let first_seq = shared.next_seq.load(Ordering::SeqCst);
         let sink0 = self.sink.count.load(Ordering::SeqCst);
+        let commits0 = commit_counters(server.addr).await;
         let cpu = CpuWindow::start(server.pid);
         let out = load(reqs.clone(), shared.clone(), conns, secs).await;
         let (server_cpu, bench_cpu, other_cpu, machine_busy) = cpu.end();
+        let commits1 = commit_counters(server.addr).await;
         let sink_in_window = self.sink.count.load(Ordering::SeqCst) - sink0;
         let mut row = json!({
             "system": backend.name(), "test": test.name(), "conns": conns, "duration_s": out.secs,
@@ -733,6 +754,20 @@ impl Ctx {
             row["sink_p50_ms"] = json!(ms(lat.quantile(0.5)));
             row["sink_p99_ms"] = json!(ms(lat.quantile(0.99)));
             row["sink_max_ms"] = json!(ms(lat.max()));
+        }
+        // The group commits of the measured window: how many rows each held and how long each
+        // took say whether batch size or the disk bounded the cell.
+        if let (Some(before), Some(after)) = (commits0, commits1) {
+            for (writer, (b, a)) in ["webhooks", "steps"].iter().zip(before.iter().zip(&after)) {
+                let d = a.since(b);
+                if d.commits > 0.0 {
+                    row["group_commits"][*writer] = json!({
+                        "commits": d.commits,
+                        "rows_per_commit": d.rows / d.commits,
+                        "ms_per_commit": d.seconds * 1000.0 / d.commits,
+                    });
+                }
+            }
         }
         row["rss_peak_kib"] = json!(status_kib(server.pid, "VmHWM:"));
         row["rss_end_kib"] = json!(status_kib(server.pid, "VmRSS:"));
@@ -808,6 +843,26 @@ fn print_row(r: &Value) {
             r["lost"],
             r["duplicates"],
             f("drain_s"),
+        );
+    }
+    if let Some(Value::Object(writers)) = r.get("group_commits") {
+        let parts: Vec<String> = writers
+            .iter()
+            .map(|(w, c)| {
+                let g = |k: &str| c.get(k).and_then(Value::as_f64).unwrap_or(0.0);
+                format!(
+                    "{w} {:.0} × {:.1} rows, {:.2} ms each",
+                    g("commits"),
+                    g("rows_per_commit"),
+                    g("ms_per_commit")
+                )
+            })
+            .collect();
+        line += &format!(
+            "\n{:<18} {:<16}       group commits: {}",
+            "",
+            "",
+            parts.join("; ")
         );
     }
     println!("{line}");
