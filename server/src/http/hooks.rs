@@ -17,6 +17,7 @@ use serde_json::{Map, Value, json};
 
 use crate::{
     app::AppState,
+    catalog::Served,
     error::Error,
     ingest::{Inbound, accept_webhook},
     store::{runs::step_record, writer::Accepted},
@@ -30,18 +31,23 @@ pub async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let flow = app.catalog.route(&path).map(|s| s.flow.name().to_string());
-    let resp = match handle(&app, path, method, query, headers, body).await {
+    // Routed once: the answer and its metric's label come from the same catalog snapshot.
+    let served = app.catalog.route(&path);
+    let flow = served
+        .as_ref()
+        .map_or_else(|| "-".to_string(), |s| s.flow.name().to_string());
+    let resp = match handle(&app, served, path, method, query, headers, body).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
-    metrics::counter!("hookflow_webhooks_received_total", "flow" => flow.unwrap_or_else(|| "-".into()), "status" => resp.status().as_u16().to_string())
+    metrics::counter!("hookflow_webhooks_received_total", "flow" => flow, "status" => resp.status().as_u16().to_string())
         .increment(1);
     resp
 }
 
 async fn handle(
     app: &AppState,
+    served: Option<Served>,
     path: String,
     method: Method,
     query: Option<String>,
@@ -53,10 +59,8 @@ async fn handle(
             "hookflow is shutting down; retry shortly".into(),
         ));
     }
-    let served = app
-        .catalog
-        .route(&path)
-        .ok_or_else(|| Error::NotFound(format!("no flow listens at /hooks/{path}")))?;
+    let served =
+        served.ok_or_else(|| Error::NotFound(format!("no flow listens at /hooks/{path}")))?;
     let flow = &served.flow;
     let Trigger::Webhook(hook) = &flow.flow.trigger else {
         return Err(Error::NotFound(format!("no flow listens at /hooks/{path}")));
