@@ -605,6 +605,21 @@ async fn group_commits_are_counted_with_their_rows_and_time() {
     assert!(steps >= 1, "the run's step record and end were not counted");
 }
 
+/// Wait until a new run of `flow` would be handed over. Handovers open when a claim finds the
+/// queue empty: right after start, or after a backlog, that claim may still be under way (on
+/// PostgreSQL a first claim can take a while), and a run accepted meanwhile is queued and
+/// claimed instead, which is correct but not what a test of the handover looks at.
+async fn handover_open(srv: &crate::utils::TestServer, flow: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !srv.app().handoff.would_take(flow) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the handover did not open within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// The sum of the series of `name` in `/metrics` that carry every one of `labels`.
 async fn metric(srv: &crate::utils::TestServer, name: &str, labels: &[String]) -> u64 {
     let text = srv
@@ -640,6 +655,7 @@ async fn new_runs_go_straight_to_a_free_worker_and_queue_in_order_when_none_is()
     ))
     .await;
     // An idle server: the first run is handed to the free worker.
+    handover_open(&srv, "handoff-order").await;
     let first = srv.hook("handoff-order", json!({"n": 0})).await.1["run_id"]
         .as_str()
         .unwrap()
@@ -672,6 +688,7 @@ async fn new_runs_go_straight_to_a_free_worker_and_queue_in_order_when_none_is()
     assert_eq!(order, [0, 1, 2, 3], "queued runs start in arrival order");
     assert_eq!(started(&srv, "handoff-order", "claim").await, 3);
     // Idle again, with an empty queue: the next run skips it once more.
+    handover_open(&srv, "handoff-order").await;
     let run = srv.hook_and_wait("handoff-order", json!({"n": 4})).await;
     assert_eq!(run["status"], "succeeded");
     assert_eq!(started(&srv, "handoff-order", "handoff").await, 2);
