@@ -55,8 +55,9 @@ pub struct Store {
 /// SQLite lets one connection write at a time. When two of this process's connections collide
 /// on that lock, the loser's busy handler *sleeps* (1, 2, 5, 10… ms) before trying again, while
 /// the disk sits idle. Writers on SQLite take turns here instead, in arrival order; the busy
-/// handler is left for other processes (the CLI). PostgreSQL needs no turns.
-pub(crate) type WriteGate = std::sync::Arc<tokio::sync::Mutex<()>>;
+/// handler is left for other processes (the CLI). PostgreSQL needs no turns. The lock holds
+/// the number of turns taken so far.
+pub(crate) type WriteGate = std::sync::Arc<tokio::sync::Mutex<u64>>;
 
 impl Store {
     /// Connect, tune and migrate. `url` is `sqlite://<file>` or `postgres://...`.
@@ -115,6 +116,12 @@ impl Store {
         write_turn(&self.writer_db, &self.write_gate).await
     }
 
+    /// Write turns taken so far on SQLite (about one per transaction of the writer connection).
+    #[cfg(test)]
+    pub(crate) async fn write_turns(&self) -> u64 {
+        *self.write_gate.lock().await
+    }
+
     /// `sqlite://<dir>/hookflow.db` for a data directory.
     pub fn sqlite_url(data_dir: &Path) -> String {
         format!(
@@ -164,7 +171,7 @@ impl Store {
 /// A turn at writing: the connection to write through, and (SQLite) the gate held until dropped.
 pub(crate) struct WriteTurn<'a> {
     db: &'a DatabaseConnection,
-    _gate: Option<tokio::sync::MutexGuard<'a, ()>>,
+    _gate: Option<tokio::sync::MutexGuard<'a, u64>>,
 }
 
 impl std::ops::Deref for WriteTurn<'_> {
@@ -181,7 +188,11 @@ pub(crate) async fn write_turn<'a>(
     gate: &'a WriteGate,
 ) -> WriteTurn<'a> {
     let _gate = match db.get_database_backend() {
-        DatabaseBackend::Sqlite => Some(gate.lock().await),
+        DatabaseBackend::Sqlite => {
+            let mut turns = gate.lock().await;
+            *turns += 1;
+            Some(turns)
+        }
         _ => None,
     };
     WriteTurn { db, _gate }

@@ -3,7 +3,8 @@
 //! SQLite with `synchronous=FULL` each commit is an fsync. Runs executing side by side hand
 //! these writes to one task that commits whatever has arrived in one transaction and then
 //! answers every caller, so a step still proceeds only once its record is durable, but
-//! concurrent runs share the fsync.
+//! concurrent runs share the fsync. On SQLite that task is the webhook writer's
+//! ([`super::writer`]): one turn at the write lock commits new runs and these records together.
 
 use std::{
     collections::HashSet,
@@ -20,7 +21,11 @@ use super::{Store, WriteGate, entities::step_runs, write_turn};
 use crate::error::Error;
 
 /// Most records in one transaction.
-const MAX_BATCH: usize = 256;
+pub(crate) const MAX_BATCH: usize = 256;
+
+/// The queue of step records and run ends, taken by a writer that commits them together with
+/// its own rows (see [`Store::adopt_step_jobs`]).
+pub(crate) type StepJobs = mpsc::Receiver<Job>;
 
 enum Op {
     /// Insert or replace a step record.
@@ -39,7 +44,8 @@ pub(crate) struct RunEnd {
     pub finished_at: i64,
 }
 
-struct Job {
+/// A step record or run end waiting for its commit.
+pub(crate) struct Job {
     op: Op,
     /// Rows affected.
     done: oneshot::Sender<Result<u64, String>>,
@@ -54,18 +60,35 @@ pub struct StepWriter {
 impl StepWriter {
     fn sender(&self, db: &DatabaseConnection, gate: &WriteGate) -> &mpsc::Sender<Job> {
         self.tx.get_or_init(|| {
-            // Bounded: a slow disk holds runs back instead of queueing records in memory.
-            let (tx, mut rx) = mpsc::channel::<Job>(4 * MAX_BATCH);
-            let (db, gate) = (db.clone(), gate.clone());
-            tokio::spawn(async move {
-                let mut batch = Vec::with_capacity(MAX_BATCH);
-                while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-                    let turn = write_turn(&db, &gate).await;
-                    write_batch(&turn, &mut batch).await;
-                }
-            });
+            let (tx, rx) = channel();
+            tokio::spawn(write_alone(rx, db.clone(), gate.clone()));
             tx
         })
+    }
+
+    /// The queue, for another task to write from; `None` once this writer has started.
+    fn adopt(&self) -> Option<StepJobs> {
+        let mut adopted = None;
+        self.tx.get_or_init(|| {
+            let (tx, rx) = channel();
+            adopted = Some(rx);
+            tx
+        });
+        adopted
+    }
+}
+
+fn channel() -> (mpsc::Sender<Job>, StepJobs) {
+    // Bounded: a slow disk holds runs back instead of queueing records in memory.
+    mpsc::channel::<Job>(4 * MAX_BATCH)
+}
+
+/// Commit what arrives, each batch in a transaction of its own, until every sender is gone.
+pub(crate) async fn write_alone(mut rx: StepJobs, db: DatabaseConnection, gate: WriteGate) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let turn = write_turn(&db, &gate).await;
+        write_batch(&turn, &mut batch).await;
     }
 }
 
@@ -92,6 +115,13 @@ impl Store {
         Ok(Self::committed(wait).await? > 0)
     }
 
+    /// Take the queue of step records and run ends for a writer that commits them in its own
+    /// transactions, so that they share its commits; `None` if they are already written
+    /// elsewhere. Until the taker drops it, nothing else writes them.
+    pub(crate) fn adopt_step_jobs(&self) -> Option<StepJobs> {
+        self.step_writer.adopt()
+    }
+
     async fn send(&self, op: Op) -> Result<oneshot::Receiver<Result<u64, String>>, Error> {
         let (done, wait) = oneshot::channel();
         self.step_writer
@@ -116,13 +146,10 @@ fn stopped() -> Error {
 /// Shared by every clone of a [`Store`].
 pub(crate) type SharedStepWriter = Arc<StepWriter>;
 
-async fn write_batch(db: &DatabaseConnection, batch: &mut Vec<Job>) {
+/// Write `batch` in a transaction of its own (the caller holds the write turn).
+pub(crate) async fn write_batch(db: &DatabaseConnection, batch: &mut Vec<Job>) {
     match write_rows(db, batch.iter().map(|j| &j.op)).await {
-        Ok(affected) => {
-            for (job, n) in batch.drain(..).zip(affected) {
-                let _ = job.done.send(Ok(n));
-            }
-        }
+        Ok(affected) => committed(batch, affected),
         Err(e) if batch.len() > 1 => {
             // One bad row must not fail its neighbours: retry them one by one.
             tracing::debug!(error = %e, size = batch.len(), "step batch failed; retrying rows singly");
@@ -139,6 +166,19 @@ async fn write_batch(db: &DatabaseConnection, batch: &mut Vec<Job>) {
                 answer(job, Err(e.to_string()));
             }
         }
+    }
+}
+
+/// Write `batch` in the caller's transaction; once that commits, [`committed`] answers it.
+/// If it fails, the batch is still whole, for [`write_batch`].
+pub(crate) async fn write_in(txn: &DatabaseTransaction, batch: &[Job]) -> Result<Vec<u64>, DbErr> {
+    write_ops(txn, batch.iter().map(|j| &j.op).collect()).await
+}
+
+/// Answer every job of a committed batch with the rows it affected.
+pub(crate) fn committed(batch: &mut Vec<Job>, affected: Vec<u64>) {
+    for (job, n) in batch.drain(..).zip(affected) {
+        let _ = job.done.send(Ok(n));
     }
 }
 
@@ -172,8 +212,15 @@ async fn write_rows<'a>(
     let ops: Vec<&Op> = ops.collect();
     let started = std::time::Instant::now();
     let txn = db.begin().await?;
-    // Step records first, several rows per statement; then the run ends (each after its own
-    // run's records, all in the same transaction).
+    let affected = write_ops(&txn, ops).await?;
+    txn.commit().await?;
+    crate::metrics::group_commit("steps", affected.len(), started.elapsed());
+    Ok(affected)
+}
+
+/// Step records first, several rows per statement; then the run ends (each after its own
+/// run's records, all in the same transaction). Returns the rows each op affected.
+async fn write_ops(txn: &DatabaseTransaction, ops: Vec<&Op>) -> Result<Vec<u64>, DbErr> {
     let rows: Vec<step_runs::ActiveModel> = ops
         .iter()
         .filter_map(|op| match op {
@@ -184,7 +231,7 @@ async fn write_rows<'a>(
     for chunk in fixed_chunks(rows) {
         step_runs::Entity::insert_many(chunk)
             .on_conflict(step_conflict())
-            .exec_without_returning(&txn)
+            .exec_without_returning(txn)
             .await?;
     }
     let ends: Vec<&RunEnd> = ops
@@ -196,10 +243,8 @@ async fn write_rows<'a>(
         .collect();
     let mut ended = HashSet::new();
     for chunk in fixed_chunks(ends) {
-        ended.extend(end_runs(&txn, &chunk).await?);
+        ended.extend(end_runs(txn, &chunk).await?);
     }
-    txn.commit().await?;
-    crate::metrics::group_commit("steps", ops.len(), started.elapsed());
     Ok(ops
         .iter()
         .map(|op| match op {

@@ -17,6 +17,7 @@ use super::{
     Store,
     entities::{events, runs, step_runs},
     now_ms, rows,
+    steps::{self as step_writer, Job as StepJob, StepJobs},
 };
 use crate::{
     error::Error,
@@ -76,18 +77,21 @@ impl Writer {
         queued: impl Fn() + Send + Sync + 'static,
     ) -> Writer {
         // Bounded: when the database falls behind, callers wait here instead of piling up memory.
-        let (tx, mut rx) = mpsc::channel::<Job>(4 * MAX_BATCH);
-        tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(MAX_BATCH);
-            let cx = Cx {
-                store,
-                handoff,
-                queued: Box::new(queued),
-            };
-            while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-                write_batch(&cx, &mut batch).await;
-            }
-        });
+        let (tx, rx) = mpsc::channel::<Job>(4 * MAX_BATCH);
+        // On SQLite every commit waits its turn for the one write lock and pays an fsync: the
+        // step records and run ends of running runs go into this task's transactions too, so a
+        // turn commits both instead of each writer committing on its own.
+        let steps = if store.is_postgres() {
+            None
+        } else {
+            store.adopt_step_jobs()
+        };
+        let cx = Cx {
+            store,
+            handoff,
+            queued: Box::new(queued),
+        };
+        tokio::spawn(run(cx, rx, steps));
         Writer { tx }
     }
 
@@ -125,31 +129,99 @@ struct Cx {
     queued: Box<dyn Fn() + Send + Sync>,
 }
 
-async fn write_batch(cx: &Cx, batch: &mut Vec<Job>) {
+/// The writer task: commit what arrives until every [`Writer`] is gone, then go on writing
+/// the adopted step records (if any) until the store is gone.
+async fn run(cx: Cx, mut rx: mpsc::Receiver<Job>, steps: Option<StepJobs>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let Some(mut steps) = steps else {
+        while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            write_batch(&cx, &mut batch, &mut Vec::new()).await;
+        }
+        return;
+    };
+    let mut records = Vec::with_capacity(step_writer::MAX_BATCH);
+    loop {
+        tokio::select! {
+            n = rx.recv_many(&mut batch, MAX_BATCH) => if n == 0 { break },
+            n = steps.recv_many(&mut records, step_writer::MAX_BATCH) => if n == 0 { return },
+        }
+        // Whatever else is already waiting goes into the same commit.
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        while records.len() < step_writer::MAX_BATCH {
+            match steps.try_recv() {
+                Ok(job) => records.push(job),
+                Err(_) => break,
+            }
+        }
+        write_batch(&cx, &mut batch, &mut records).await;
+    }
+    // No more webhooks: keep writing step records without holding the store.
+    let (db, gate) = (cx.store.writer_db.clone(), cx.store.write_gate.clone());
+    drop(cx);
+    if !records.is_empty() {
+        write_batch_alone(&db, &gate, &mut records).await;
+    }
+    step_writer::write_alone(steps, db, gate).await;
+}
+
+async fn write_batch_alone(
+    db: &sea_orm::DatabaseConnection,
+    gate: &super::WriteGate,
+    records: &mut Vec<StepJob>,
+) {
+    let turn = super::write_turn(db, gate).await;
+    step_writer::write_batch(&turn, records).await;
+}
+
+/// Commit `batch` and `records` (step records and run ends) together. If that fails, the
+/// records are written on their own first (they are older), then the webhooks as before.
+async fn write_batch(cx: &Cx, batch: &mut Vec<Job>, records: &mut Vec<StepJob>) {
+    if batch.is_empty() {
+        write_batch_alone(&cx.store.writer_db, &cx.store.write_gate, records).await;
+        return;
+    }
     let mut items: Vec<(&mut NewRun, Option<&str>)> = batch
         .iter_mut()
         .map(|j| (&mut j.item, j.seen.as_deref()))
         .collect();
-    match insert_all(cx, &mut items).await {
+    let res = insert_all(cx, &mut items, records).await;
+    drop(items);
+    match res {
         Ok(results) => {
             for (job, res) in batch.drain(..).zip(results) {
                 let _ = job.done.send(Ok(res));
             }
         }
-        Err(e) if batch.len() > 1 => {
-            // One bad row must not fail its neighbours: retry them one by one.
+        Err(e) => {
+            // A webhook that failed alone fails; otherwise each is tried again on its own, so
+            // that one bad row does not fail its neighbours.
+            let alone = batch.len() == 1 && records.is_empty();
+            if !records.is_empty() {
+                tracing::debug!(error = %e, "combined commit failed; writing step records on their own");
+                write_batch_alone(&cx.store.writer_db, &cx.store.write_gate, records).await;
+            }
+            if alone {
+                for job in batch.drain(..) {
+                    let _ = job.done.send(Err(e.to_string()));
+                }
+                return;
+            }
             tracing::debug!(error = %e, size = batch.len(), "batch insert failed; retrying rows singly");
             for mut job in batch.drain(..) {
-                let res = insert_all(cx, &mut [(&mut job.item, job.seen.as_deref())])
-                    .await
-                    .map(|mut r| r.remove(0))
-                    .map_err(|e| e.to_string());
+                let res = insert_all(
+                    cx,
+                    &mut [(&mut job.item, job.seen.as_deref())],
+                    &mut Vec::new(),
+                )
+                .await
+                .map(|mut r| r.remove(0))
+                .map_err(|e| e.to_string());
                 let _ = job.done.send(res);
-            }
-        }
-        Err(e) => {
-            for job in batch.drain(..) {
-                let _ = job.done.send(Err(e.to_string()));
             }
         }
     }
@@ -160,6 +232,7 @@ async fn write_batch(cx: &Cx, batch: &mut Vec<Job>) {
 async fn insert_all(
     cx: &Cx,
     items: &mut [(&mut NewRun, Option<&str>)],
+    records: &mut Vec<StepJob>,
 ) -> Result<Vec<Accepted>, DbErr> {
     let store = &cx.store;
     let turn = store.write_turn().await;
@@ -221,17 +294,31 @@ async fn insert_all(
         Ok(()) => rows::insert(&txn, steps).await,
         Err(e) => Err(e),
     };
-    let written = match written {
-        Ok(()) => txn.commit().await,
+    // Records of running runs after the new rows: their runs were committed long before.
+    let affected = match written {
+        Ok(()) if records.is_empty() => Ok(Vec::new()),
+        Ok(()) => step_writer::write_in(&txn, records).await,
         Err(e) => Err(e),
     };
-    if let Err(e) = written {
-        for (_, run) in &handed {
-            handoff.settle(active_str(&run.flow));
+    let affected = match affected {
+        Ok(affected) => txn.commit().await.map(|()| affected),
+        Err(e) => Err(e),
+    };
+    let affected = match affected {
+        Ok(affected) => affected,
+        Err(e) => {
+            for (_, run) in &handed {
+                handoff.settle(active_str(&run.flow));
+            }
+            return Err(e);
         }
-        return Err(e);
+    };
+    let took = started.elapsed();
+    crate::metrics::group_commit("webhooks", items.len(), took);
+    if !records.is_empty() {
+        crate::metrics::group_commit("steps", records.len(), took);
+        step_writer::committed(records, affected);
     }
-    crate::metrics::group_commit("webhooks", items.len(), started.elapsed());
     for (i, run) in handed {
         let (prior, trigger) = match items[i].0.ahead.take() {
             Some(a) => (a.records, Some(a.trigger)),
@@ -363,5 +450,146 @@ fn active_str(v: &ActiveValue<String>) -> &str {
     match v {
         ActiveValue::Set(s) | ActiveValue::Unchanged(s) => s,
         ActiveValue::NotSet => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use sea_orm::{ConnectionTrait, NotSet, Statement};
+
+    use super::*;
+    use crate::store::testing::temp_store;
+
+    fn new_run(id: &str) -> NewRun {
+        let run = runs::ActiveModel {
+            id: Set(id.into()),
+            flow: Set("f".into()),
+            version: Set(1),
+            event_id: Set(None),
+            status: Set("queued".into()),
+            attempt: Set(1),
+            trigger: Set("{}".into()),
+            parent_run: Set(None),
+            parent_step: Set(None),
+            depth: Set(0),
+            idempotency_key: Set(None),
+            error: Set(None),
+            output: Set(None),
+            worker: Set(None),
+            lease_until: Set(None),
+            available_at: Set(0),
+            created_at: Set(0),
+            started_at: Set(None),
+            finished_at: Set(None),
+        };
+        NewRun {
+            event: None,
+            run,
+            dedupe: None,
+            ahead: None,
+        }
+    }
+
+    fn step(run_id: &str) -> step_runs::ActiveModel {
+        step_runs::ActiveModel {
+            run_id: Set(run_id.into()),
+            step_id: Set("s".into()),
+            status: Set("succeeded".into()),
+            input: Set(None),
+            output: Set(None),
+            error: Set(None),
+            attempts: Set(1),
+            started_at: Set(0),
+            duration_ms: Set(0),
+        }
+    }
+
+    async fn count(store: &Store, sql: &str) -> i64 {
+        let stmt = Statement::from_string(store.backend(), sql.to_string());
+        let row = store.db.query_one_raw(stmt).await.unwrap().unwrap();
+        row.try_get_by_index::<i64>(0).unwrap()
+    }
+
+    /// A writer whose handover is closed: every run it writes is queued.
+    fn writer(store: &Store) -> Writer {
+        let (handoff, _) = Handoff::new(4, 4, "wrk_test".into(), 30_000);
+        Writer::start(store.clone(), Arc::new(handoff), || {})
+    }
+
+    /// On SQLite, step records and run ends that wait while new webhooks are being written go
+    /// into the next webhooks' transaction instead of one of their own.
+    #[tokio::test]
+    async fn step_records_share_the_commit_of_new_runs() {
+        let (_dir, store) = temp_store().await;
+        let writer = writer(&store);
+        let before = store.write_turns().await;
+        let turn = store.write_turn().await;
+        // The writer takes the first run and waits for the turn held here...
+        let first = tokio::spawn({
+            let w = writer.clone();
+            async move { w.submit(new_run("run_1")).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // ... while a step record and another run arrive.
+        let record = tokio::spawn({
+            let s = store.clone();
+            async move { s.write_step_row(step("run_1"), true).await }
+        });
+        let second = tokio::spawn({
+            let w = writer.clone();
+            async move { w.submit(new_run("run_2")).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(turn);
+        assert_eq!(first.await.unwrap().unwrap(), Accepted::Queued);
+        record.await.unwrap().unwrap();
+        assert_eq!(second.await.unwrap().unwrap(), Accepted::Queued);
+        assert_eq!(
+            store.write_turns().await - before,
+            3,
+            "the held turn, the first run's commit, then the record with the second run"
+        );
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM runs").await, 2);
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM step_runs").await, 1);
+    }
+
+    /// A record that cannot be written fails alone: the webhook committed with it is written
+    /// again on its own, and later records still go through.
+    #[tokio::test]
+    async fn a_bad_record_does_not_fail_the_runs_it_shared_a_commit_with() {
+        let (_dir, store) = temp_store().await;
+        let writer = writer(&store);
+        let turn = store.write_turn().await;
+        let first = tokio::spawn({
+            let w = writer.clone();
+            async move { w.submit(new_run("run_1")).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let bad = tokio::spawn({
+            let s = store.clone();
+            // No status: the insert breaks a NOT NULL constraint.
+            async move {
+                let row = step_runs::ActiveModel {
+                    status: NotSet,
+                    ..step("run_1")
+                };
+                s.write_step_row(row, true).await
+            }
+        });
+        let second = tokio::spawn({
+            let w = writer.clone();
+            async move { w.submit(new_run("run_2")).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(turn);
+        assert_eq!(first.await.unwrap().unwrap(), Accepted::Queued);
+        let err = bad.await.unwrap().unwrap_err().to_string();
+        assert!(err.contains("NOT NULL"), "{err}");
+        assert_eq!(second.await.unwrap().unwrap(), Accepted::Queued);
+        store.write_step_row(step("run_2"), true).await.unwrap();
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM runs").await, 2);
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM step_runs").await, 1);
     }
 }
