@@ -8,7 +8,9 @@ use crate::store::{SqliteSync, Store, secrets::MasterKey};
 
 /// Runs executed at once by one process. They are tasks waiting on I/O most of the time
 /// (requests, commits), so many are cheap; more in flight also means larger group commits.
-pub const DEFAULT_WORKERS: usize = 128;
+/// Enough that a busy flow's runs go straight to a worker rather than through the queue
+/// (docs/decisions.md, "256 workers by default").
+pub const DEFAULT_WORKERS: usize = 256;
 
 /// Where data lives.
 #[derive(Debug, Clone, Args)]
