@@ -1,5 +1,5 @@
-//! Multi-row inserts for the group commit of new webhooks, written straight from the rows'
-//! values. Through the query builder every model was copied twice more (into the builder's
+//! Multi-row inserts for the group commits (new webhooks, step records), written straight from
+//! the rows' values. Through the query builder every model was copied twice more (into the builder's
 //! values, then into the driver's arguments) and the statement text assembled again for each
 //! batch, all while the batch held the single write turn: a quarter of the request threads'
 //! time under the ingest load.
@@ -25,20 +25,31 @@ where
     A: ActiveModelTrait,
     C: ConnectionTrait,
 {
+    insert_then(db, rows, "").await
+}
+
+/// [`insert`], with `tail` (an `ON CONFLICT` clause, valid on both backends) after the values.
+pub(crate) async fn insert_then<A, C>(db: &C, rows: Vec<A>, tail: &'static str) -> Result<(), DbErr>
+where
+    A: ActiveModelTrait,
+    C: ConnectionTrait,
+{
     let backend = db.get_database_backend();
     let columns: Vec<_> = <A::Entity as EntityTrait>::Column::iter().collect();
     for chunk in fixed_chunks(rows) {
         let sql = cached_sql(
             backend,
             A::Entity::default().table_name(),
-            chunk.len(),
+            (chunk.len(), tail),
             || {
-                insert_sql(
+                let mut sql = insert_sql(
                     backend,
                     A::Entity::default().table_name(),
                     columns.iter().map(IdenStatic::as_str),
                     chunk.len(),
-                )
+                );
+                sql.push_str(tail);
+                sql
             },
         );
         let mut values = Vec::with_capacity(chunk.len() * columns.len());
@@ -65,12 +76,12 @@ where
 fn cached_sql(
     backend: DatabaseBackend,
     table: &'static str,
-    rows: usize,
+    (rows, tail): (usize, &'static str),
     build: impl FnOnce() -> String,
 ) -> String {
-    type Texts = HashMap<(bool, &'static str, usize), String>;
+    type Texts = HashMap<(bool, &'static str, usize, &'static str), String>;
     static TEXTS: LazyLock<Mutex<Texts>> = LazyLock::new(Default::default);
-    let key = (backend == DatabaseBackend::Sqlite, table, rows);
+    let key = (backend == DatabaseBackend::Sqlite, table, rows, tail);
     let mut texts = TEXTS.lock().unwrap_or_else(|e| e.into_inner());
     texts.entry(key).or_insert_with(build).clone()
 }
@@ -124,7 +135,7 @@ mod tests {
             DatabaseBackend::Sqlite,
             DatabaseBackend::Postgres,
         ] {
-            let text = cached_sql(backend, "shape_test", 7, || {
+            let text = cached_sql(backend, "shape_test", (7, ""), || {
                 built += 1;
                 format!("{backend:?}")
             });

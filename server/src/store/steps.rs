@@ -12,12 +12,12 @@ use std::{
 };
 
 use sea_orm::{
-    ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
-    FromQueryResult, Statement, TransactionTrait, Value as DbValue, sea_query::OnConflict,
+    ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr,
+    FromQueryResult, Statement, TransactionTrait, Value as DbValue,
 };
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Store, WriteGate, entities::step_runs, write_turn};
+use super::{Store, WriteGate, entities::step_runs, rows, write_turn};
 use crate::error::Error;
 
 /// Most records in one transaction.
@@ -228,12 +228,7 @@ async fn write_ops(txn: &DatabaseTransaction, ops: Vec<&Op>) -> Result<Vec<u64>,
             Op::End(_) => None,
         })
         .collect();
-    for chunk in fixed_chunks(rows) {
-        step_runs::Entity::insert_many(chunk)
-            .on_conflict(step_conflict())
-            .exec_without_returning(txn)
-            .await?;
-    }
+    rows::insert_then(txn, rows, STEP_UPSERT).await?;
     let ends: Vec<&RunEnd> = ops
         .iter()
         .filter_map(|op| match op {
@@ -255,19 +250,11 @@ async fn write_ops(txn: &DatabaseTransaction, ops: Vec<&Op>) -> Result<Vec<u64>,
 }
 
 /// A step record replaces an earlier one of the same step (a step run again on resume).
-pub(crate) fn step_conflict() -> OnConflict {
-    OnConflict::columns([step_runs::Column::RunId, step_runs::Column::StepId])
-        .update_columns([
-            step_runs::Column::Status,
-            step_runs::Column::Input,
-            step_runs::Column::Output,
-            step_runs::Column::Error,
-            step_runs::Column::Attempts,
-            step_runs::Column::StartedAt,
-            step_runs::Column::DurationMs,
-        ])
-        .to_owned()
-}
+const STEP_UPSERT: &str = " ON CONFLICT (\"run_id\", \"step_id\") DO UPDATE SET \
+    \"status\" = excluded.\"status\", \"input\" = excluded.\"input\", \
+    \"output\" = excluded.\"output\", \"error\" = excluded.\"error\", \
+    \"attempts\" = excluded.\"attempts\", \"started_at\" = excluded.\"started_at\", \
+    \"duration_ms\" = excluded.\"duration_ms\"";
 
 /// Write the ends of several runs in one statement; returns the ids of the runs still held by
 /// their workers, which are the ones written.
@@ -321,7 +308,51 @@ async fn end_runs(txn: &DatabaseTransaction, ends: &[&RunEnd]) -> Result<Vec<Str
 
 #[cfg(test)]
 mod tests {
+    use sea_orm::{ActiveValue::Set, EntityTrait};
+
     use super::*;
+    use crate::store::testing::temp_store;
+
+    /// A step run again (on resume) replaces its earlier record, in one multi-row statement
+    /// with other records.
+    #[tokio::test]
+    async fn a_record_replaces_the_earlier_record_of_its_step() {
+        let (_dir, store) = temp_store().await;
+        let row = |step: &str, status: &str| step_runs::ActiveModel {
+            run_id: Set("run_1".into()),
+            step_id: Set(step.into()),
+            status: Set(status.into()),
+            input: Set(Some("{}".into())),
+            output: Set(None),
+            error: Set(Some(format!("{step} {status}"))),
+            attempts: Set(1),
+            started_at: Set(0),
+            duration_ms: Set(0),
+        };
+        store
+            .write_step_row(row("a", "failed"), true)
+            .await
+            .unwrap();
+        let (first, second) = tokio::join!(
+            store.write_step_row(row("a", "succeeded"), true),
+            store.write_step_row(row("b", "succeeded"), true)
+        );
+        first.unwrap();
+        second.unwrap();
+        let mut rows = step_runs::Entity::find().all(&store.db).await.unwrap();
+        rows.sort_by(|x, y| x.step_id.cmp(&y.step_id));
+        let seen: Vec<(&str, &str, Option<&str>)> = rows
+            .iter()
+            .map(|r| (r.step_id.as_str(), r.status.as_str(), r.error.as_deref()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("a", "succeeded", Some("a succeeded")),
+                ("b", "succeeded", Some("b succeeded"))
+            ]
+        );
+    }
 
     #[test]
     fn fixed_chunks_cover_everything_in_order_with_few_shapes() {

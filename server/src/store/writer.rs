@@ -569,7 +569,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let bad = tokio::spawn({
             let s = store.clone();
-            // No status: the insert breaks a NOT NULL constraint.
+            // No status: the record cannot be written.
             async move {
                 let row = step_runs::ActiveModel {
                     status: NotSet,
@@ -586,7 +586,7 @@ mod tests {
         drop(turn);
         assert_eq!(first.await.unwrap().unwrap(), Accepted::Queued);
         let err = bad.await.unwrap().unwrap_err().to_string();
-        assert!(err.contains("NOT NULL"), "{err}");
+        assert!(err.contains("status is not set"), "{err}");
         assert_eq!(second.await.unwrap().unwrap(), Accepted::Queued);
         store.write_step_row(step("run_2"), true).await.unwrap();
         assert_eq!(count(&store, "SELECT COUNT(*) FROM runs").await, 2);
