@@ -263,7 +263,16 @@ async fn end_runs(txn: &DatabaseTransaction, ends: &[&RunEnd]) -> Result<Vec<Str
     struct Ended {
         id: String,
     }
-    let backend = txn.get_database_backend();
+    let stmt = end_runs_stmt(txn.get_database_backend(), ends);
+    Ok(Ended::find_by_statement(stmt)
+        .all(txn)
+        .await?
+        .into_iter()
+        .map(|e| e.id)
+        .collect())
+}
+
+fn end_runs_stmt(backend: DatabaseBackend, ends: &[&RunEnd]) -> Statement {
     let mut values: Vec<DbValue> = Vec::with_capacity(ends.len() * 6);
     let mut rows = Vec::with_capacity(ends.len());
     for end in ends {
@@ -289,21 +298,23 @@ async fn end_runs(txn: &DatabaseTransaction, ends: &[&RunEnd]) -> Result<Vec<Str
             end.finished_at.into(),
         ]);
     }
+    // Each run is found by its primary key. On PostgreSQL the check of its status is written so
+    // that no index can serve it: otherwise it was planned as a scan of every running run in
+    // `runs_by_status` (with the dead entries every claim and run end leave there until
+    // vacuum) joined to these ids, reading up to 65 index entries per run it ended.
+    let running = match backend {
+        DatabaseBackend::Postgres => "runs.status || '' = 'running'",
+        _ => "runs.status = 'running'",
+    };
     let sql = format!(
         "WITH v (id, worker, status, error, output, finished_at) AS (VALUES {}) \
          UPDATE runs SET status = v.status, error = v.error, output = v.output, \
          finished_at = v.finished_at, lease_until = NULL \
-         FROM v WHERE runs.id = v.id AND runs.worker = v.worker AND runs.status = 'running' \
+         FROM v WHERE runs.id = v.id AND runs.worker = v.worker AND {running} \
          RETURNING runs.id",
         rows.join(", ")
     );
-    let stmt = Statement::from_sql_and_values(backend, sql, values);
-    Ok(Ended::find_by_statement(stmt)
-        .all(txn)
-        .await?
-        .into_iter()
-        .map(|e| e.id)
-        .collect())
+    Statement::from_sql_and_values(backend, sql, values)
 }
 
 #[cfg(test)]
@@ -311,7 +322,35 @@ mod tests {
     use sea_orm::{ActiveValue::Set, EntityTrait};
 
     use super::*;
-    use crate::store::testing::temp_store;
+    use crate::store::testing::{plan, temp_store};
+
+    /// Run ends find each run by its primary key, never by walking the running runs.
+    #[tokio::test]
+    async fn run_ends_look_runs_up_by_id() {
+        let (_dir, store) = temp_store().await;
+        let end = |id: &str| RunEnd {
+            id: id.into(),
+            worker: "wrk_t".into(),
+            status: "succeeded".into(),
+            error: None,
+            output: None,
+            finished_at: 1,
+        };
+        let (a, b) = (end("run_a"), end("run_b"));
+        let lines = plan(&store, end_runs_stmt(store.backend(), &[&a, &b])).await;
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("SEARCH runs USING INDEX sqlite_autoindex_runs_1 (id=?)")),
+            "{lines:#?}"
+        );
+        assert!(
+            !lines.iter().any(|l| l.contains("runs_by_status")),
+            "{lines:#?}"
+        );
+        let pg = end_runs_stmt(DatabaseBackend::Postgres, &[&a]).sql;
+        assert!(pg.contains("runs.status || '' = 'running'"), "{pg}");
+    }
 
     /// A step run again (on resume) replaces its earlier record, in one multi-row statement
     /// with other records.
