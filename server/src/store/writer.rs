@@ -518,6 +518,37 @@ mod tests {
         Writer::start(store.clone(), Arc::new(handoff), || {})
     }
 
+    /// While this test holds the write turn, the writer takes `run_1` and waits for the turn;
+    /// then `record` and `run_2` arrive. Returns, once the turn is released, what became of
+    /// each: `run_1`, the record, `run_2`.
+    async fn behind_a_held_turn(
+        store: &Store,
+        writer: &Writer,
+        record: step_runs::ActiveModel,
+    ) -> (
+        Result<Accepted, Error>,
+        Result<(), Error>,
+        Result<Accepted, Error>,
+    ) {
+        let turn = store.write_turn().await;
+        let submit = |id: &'static str| {
+            let w = writer.clone();
+            tokio::spawn(async move { w.submit(new_run(id)).await })
+        };
+        let first = submit("run_1");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let s = store.clone();
+        let record = tokio::spawn(async move { s.write_step_row(record, true).await });
+        let second = submit("run_2");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(turn);
+        (
+            first.await.unwrap(),
+            record.await.unwrap(),
+            second.await.unwrap(),
+        )
+    }
+
     /// On SQLite, step records and run ends that wait while new webhooks are being written go
     /// into the next webhooks' transaction instead of one of their own.
     #[tokio::test]
@@ -525,27 +556,10 @@ mod tests {
         let (_dir, store) = temp_store().await;
         let writer = writer(&store);
         let before = store.write_turns().await;
-        let turn = store.write_turn().await;
-        // The writer takes the first run and waits for the turn held here...
-        let first = tokio::spawn({
-            let w = writer.clone();
-            async move { w.submit(new_run("run_1")).await }
-        });
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        // ... while a step record and another run arrive.
-        let record = tokio::spawn({
-            let s = store.clone();
-            async move { s.write_step_row(step("run_1"), true).await }
-        });
-        let second = tokio::spawn({
-            let w = writer.clone();
-            async move { w.submit(new_run("run_2")).await }
-        });
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        drop(turn);
-        assert_eq!(first.await.unwrap().unwrap(), Accepted::Queued);
-        record.await.unwrap().unwrap();
-        assert_eq!(second.await.unwrap().unwrap(), Accepted::Queued);
+        let (first, record, second) = behind_a_held_turn(&store, &writer, step("run_1")).await;
+        assert_eq!(first.unwrap(), Accepted::Queued);
+        record.unwrap();
+        assert_eq!(second.unwrap(), Accepted::Queued);
         assert_eq!(
             store.write_turns().await - before,
             3,
@@ -561,33 +575,16 @@ mod tests {
     async fn a_bad_record_does_not_fail_the_runs_it_shared_a_commit_with() {
         let (_dir, store) = temp_store().await;
         let writer = writer(&store);
-        let turn = store.write_turn().await;
-        let first = tokio::spawn({
-            let w = writer.clone();
-            async move { w.submit(new_run("run_1")).await }
-        });
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let bad = tokio::spawn({
-            let s = store.clone();
-            // No status: the record cannot be written.
-            async move {
-                let row = step_runs::ActiveModel {
-                    status: NotSet,
-                    ..step("run_1")
-                };
-                s.write_step_row(row, true).await
-            }
-        });
-        let second = tokio::spawn({
-            let w = writer.clone();
-            async move { w.submit(new_run("run_2")).await }
-        });
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        drop(turn);
-        assert_eq!(first.await.unwrap().unwrap(), Accepted::Queued);
-        let err = bad.await.unwrap().unwrap_err().to_string();
+        // No status: the record cannot be written.
+        let bad = step_runs::ActiveModel {
+            status: NotSet,
+            ..step("run_1")
+        };
+        let (first, record, second) = behind_a_held_turn(&store, &writer, bad).await;
+        assert_eq!(first.unwrap(), Accepted::Queued);
+        let err = record.unwrap_err().to_string();
         assert!(err.contains("status is not set"), "{err}");
-        assert_eq!(second.await.unwrap().unwrap(), Accepted::Queued);
+        assert_eq!(second.unwrap(), Accepted::Queued);
         store.write_step_row(step("run_2"), true).await.unwrap();
         assert_eq!(count(&store, "SELECT COUNT(*) FROM runs").await, 2);
         assert_eq!(count(&store, "SELECT COUNT(*) FROM step_runs").await, 1);
