@@ -169,6 +169,7 @@ async fn run(cx: Cx, mut rx: mpsc::Receiver<Job>, steps: Option<StepJobs>) {
     step_writer::write_alone(steps, db, gate).await;
 }
 
+/// Step records and run ends in a transaction of their own.
 async fn write_batch_alone(
     db: &sea_orm::DatabaseConnection,
     gate: &super::WriteGate,
