@@ -87,9 +87,14 @@ fn channel() -> (mpsc::Sender<Job>, StepJobs) {
 pub(crate) async fn write_alone(mut rx: StepJobs, db: DatabaseConnection, gate: WriteGate) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let turn = write_turn(&db, &gate).await;
-        write_batch(&turn, &mut batch).await;
+        write_in_turn(&db, &gate, &mut batch).await;
     }
+}
+
+/// Wait for the write turn, then write `batch` in a transaction of its own.
+pub(crate) async fn write_in_turn(db: &DatabaseConnection, gate: &WriteGate, batch: &mut Vec<Job>) {
+    let turn = write_turn(db, gate).await;
+    write_batch(&turn, batch).await;
 }
 
 impl Store {
@@ -147,7 +152,7 @@ fn stopped() -> Error {
 pub(crate) type SharedStepWriter = Arc<StepWriter>;
 
 /// Write `batch` in a transaction of its own (the caller holds the write turn).
-pub(crate) async fn write_batch(db: &DatabaseConnection, batch: &mut Vec<Job>) {
+async fn write_batch(db: &DatabaseConnection, batch: &mut Vec<Job>) {
     match write_rows(db, batch.iter().map(|j| &j.op)).await {
         Ok(affected) => committed(batch, affected),
         Err(e) if batch.len() > 1 => {
@@ -170,7 +175,7 @@ pub(crate) async fn write_batch(db: &DatabaseConnection, batch: &mut Vec<Job>) {
 }
 
 /// Write `batch` in the caller's transaction; once that commits, [`committed`] answers it.
-/// If it fails, the batch is still whole, for [`write_batch`].
+/// If it fails, the batch is still whole, for [`write_in_turn`].
 pub(crate) async fn write_in(txn: &DatabaseTransaction, batch: &[Job]) -> Result<Vec<u64>, DbErr> {
     write_ops(txn, batch.iter().map(|j| &j.op).collect()).await
 }

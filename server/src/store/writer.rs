@@ -164,26 +164,16 @@ async fn run(cx: Cx, mut rx: mpsc::Receiver<Job>, steps: Option<StepJobs>) {
     let (db, gate) = (cx.store.writer_db.clone(), cx.store.write_gate.clone());
     drop(cx);
     if !records.is_empty() {
-        write_batch_alone(&db, &gate, &mut records).await;
+        step_writer::write_in_turn(&db, &gate, &mut records).await;
     }
     step_writer::write_alone(steps, db, gate).await;
-}
-
-/// Step records and run ends in a transaction of their own.
-async fn write_batch_alone(
-    db: &sea_orm::DatabaseConnection,
-    gate: &super::WriteGate,
-    records: &mut Vec<StepJob>,
-) {
-    let turn = super::write_turn(db, gate).await;
-    step_writer::write_batch(&turn, records).await;
 }
 
 /// Commit `batch` and `records` (step records and run ends) together. If that fails, the
 /// records are written on their own first (they are older), then the webhooks as before.
 async fn write_batch(cx: &Cx, batch: &mut Vec<Job>, records: &mut Vec<StepJob>) {
     if batch.is_empty() {
-        write_batch_alone(&cx.store.writer_db, &cx.store.write_gate, records).await;
+        step_writer::write_in_turn(&cx.store.writer_db, &cx.store.write_gate, records).await;
         return;
     }
     let mut items: Vec<(&mut NewRun, Option<&str>)> = batch
@@ -204,7 +194,8 @@ async fn write_batch(cx: &Cx, batch: &mut Vec<Job>, records: &mut Vec<StepJob>) 
             let alone = batch.len() == 1 && records.is_empty();
             if !records.is_empty() {
                 tracing::debug!(error = %e, "combined commit failed; writing step records on their own");
-                write_batch_alone(&cx.store.writer_db, &cx.store.write_gate, records).await;
+                step_writer::write_in_turn(&cx.store.writer_db, &cx.store.write_gate, records)
+                    .await;
             }
             if alone {
                 for job in batch.drain(..) {
