@@ -9,6 +9,7 @@ mod m0003_auth;
 mod m0004_reliability;
 mod m0005_partial_indexes;
 mod m0006_queue_order;
+mod m0007_lean_run_indexes;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0004_reliability::Migration),
             Box::new(m0005_partial_indexes::Migration),
             Box::new(m0006_queue_order::Migration),
+            Box::new(m0007_lean_run_indexes::Migration),
         ]
     }
 }

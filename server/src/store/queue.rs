@@ -14,6 +14,11 @@ use super::{
 };
 use crate::error::Error;
 
+/// The predicate of `runs_waiting`, the queue's index, which holds only queued and running runs.
+/// A query over the queue states it word for word: SQLite uses a partial index only for a query
+/// whose `WHERE` contains the index's own terms (`status = 'queued'` alone does not qualify).
+pub(crate) const WAITING: &str = "status IN ('queued', 'running')";
+
 /// `NOTIFY` channel: runs were queued or released.
 pub const RUNS_CHANNEL: &str = "hookflow_runs";
 /// `NOTIFY` channel: deliveries were queued or released.
@@ -169,19 +174,21 @@ impl Store {
     }
 
     /// The flows that have queued runs (and, with `expired`, runs whose lease expired): one
-    /// seek in `runs_by_status` per flow, however long the queue.
+    /// seek in `runs_waiting` per flow, however long the queue.
     fn waiting_flows_stmt(&self, expired: bool, now: i64) -> Statement {
         let expired = if expired {
-            " UNION SELECT DISTINCT flow FROM runs WHERE status = 'running' AND lease_until < $1"
+            format!(
+                " UNION SELECT DISTINCT flow FROM runs WHERE {WAITING} AND status = 'running' AND lease_until < $1"
+            )
         } else {
-            ""
+            String::new()
         };
         self.stmt(
             &format!(
                 "WITH RECURSIVE waiting (flow) AS (\
-                   SELECT (SELECT MIN(flow) FROM runs WHERE status = 'queued') \
+                   SELECT (SELECT MIN(flow) FROM runs WHERE {WAITING} AND status = 'queued') \
                    UNION ALL \
-                   SELECT (SELECT MIN(flow) FROM runs WHERE status = 'queued' AND flow > waiting.flow) \
+                   SELECT (SELECT MIN(flow) FROM runs WHERE {WAITING} AND status = 'queued' AND flow > waiting.flow) \
                    FROM waiting WHERE waiting.flow IS NOT NULL\
                  ) SELECT flow FROM waiting WHERE flow IS NOT NULL{expired}"
             ),
@@ -194,7 +201,7 @@ impl Store {
     }
 
     /// The claim itself: from each flow in `heads`, its oldest ready runs, at most its room
-    /// (read in order from `runs_by_status`, so a claim costs what it takes, however long the
+    /// (read in order from `runs_waiting`, so a claim costs what it takes, however long the
     /// queue); of those the oldest `limit`. Reading each flow's head on its own also finds the
     /// runs of a quiet flow behind a long backlog of a busy one.
     fn claim_runs_stmt(
@@ -219,13 +226,13 @@ impl Store {
             values.push((room as i64).into());
             let (f, r) = (values.len() - 1, values.len());
             let queued = format!(
-                "SELECT id, available_at FROM runs WHERE status = 'queued' AND flow = ${f} \
+                "SELECT id, available_at FROM runs WHERE {WAITING} AND status = 'queued' AND flow = ${f} \
                  AND available_at <= $3 ORDER BY available_at, id LIMIT ${r}{lock}"
             );
             branches.push(if expired {
                 format!(
                     "SELECT * FROM (SELECT * FROM ({queued}) q UNION ALL SELECT * FROM (\
-                       SELECT id, available_at FROM runs WHERE status = 'running' AND flow = ${f} \
+                       SELECT id, available_at FROM runs WHERE {WAITING} AND status = 'running' AND flow = ${f} \
                        AND lease_until < $3 ORDER BY available_at, id LIMIT ${r}{lock}) e \
                      ORDER BY available_at, id LIMIT ${r}) h{f}"
                 )
@@ -236,7 +243,7 @@ impl Store {
         let ready = "((status = 'queued' AND available_at <= $3) OR (status = 'running' AND lease_until < $3))";
         // The chosen runs are checked again by id. On SQLite a `+` keeps these columns from
         // choosing an index: otherwise the check is planned as a walk over every ready run in
-        // `runs_by_status`, testing each against the chosen ids.
+        // `runs_waiting`, testing each against the chosen ids.
         // PostgreSQL: the chosen ids as one array, looked up by primary key (an `IN` subquery
         // here is planned as a scan of the whole table once the queue is long).
         let (recheck, id_in, id_in_end) = if self.is_postgres() {
@@ -260,7 +267,7 @@ impl Store {
     /// Extend the leases of every run `worker` holds (one statement for all of them).
     pub async fn heartbeat_runs(&self, worker: &str, lease_ms: i64) -> Result<u64, Error> {
         let stmt = self.stmt(
-            "UPDATE runs SET lease_until = $1 WHERE worker = $2 AND status = 'running'",
+            &format!("UPDATE runs SET lease_until = $1 WHERE worker = $2 AND {WAITING} AND status = 'running'"),
             vec![(now_ms() + lease_ms).into(), worker.into()],
         );
         let turn = self.write_turn().await;
@@ -271,7 +278,10 @@ impl Store {
     /// process resumes each after its last recorded step, without waiting for the lease.
     pub async fn release_runs_of(&self, worker: &str) -> Result<u64, Error> {
         let stmt = self.stmt(
-            "UPDATE runs SET status = 'queued', worker = NULL, lease_until = NULL WHERE worker = $1 AND status = 'running'",
+            &format!(
+                "UPDATE runs SET status = 'queued', worker = NULL, lease_until = NULL \
+                 WHERE worker = $1 AND {WAITING} AND status = 'running'"
+            ),
             vec![worker.into()],
         );
         let n = self.db.execute_raw(stmt).await?.rows_affected();
@@ -456,7 +466,7 @@ impl Store {
             n: i64,
         }
         let stmt = self.stmt(
-            "SELECT COUNT(*) AS n FROM runs WHERE status = 'queued'",
+            &format!("SELECT COUNT(*) AS n FROM runs WHERE {WAITING} AND status = 'queued'"),
             vec![],
         );
         Ok(Count::find_by_statement(stmt)
@@ -505,7 +515,7 @@ mod tests {
             .await;
             let ordered = runs
                 .iter()
-                .filter(|l| l.contains("runs_by_status (status=? AND flow=?"))
+                .filter(|l| l.contains("runs_waiting (status=? AND flow=?"))
                 .count();
             assert_eq!(ordered, reads, "each flow's heads only:\n{runs:#?}");
             assert!(
@@ -526,7 +536,7 @@ mod tests {
             assert!(
                 flows
                     .iter()
-                    .any(|l| l.contains("COVERING INDEX runs_by_status (status=? AND flow>?)")),
+                    .any(|l| l.contains("COVERING INDEX runs_waiting (status=? AND flow>?)")),
                 "one seek per waiting flow:\n{flows:#?}"
             );
             assert!(!flows.iter().any(|l| l.contains("SCAN runs")), "{flows:#?}");

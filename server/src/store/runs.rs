@@ -1,13 +1,18 @@
 //! Runs and their step records: what the API shows and what a resumed run keeps.
 
-use flows_engine::{StepRecord, StepStatus};
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use flows_engine::{RunStatus, StepRecord, StepStatus};
+use sea_orm::{
+    ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select, Set,
+    sea_query::Expr,
+};
 use serde_json::{Value, json};
 
 use super::{
     Store,
     entities::{runs, step_runs},
-    now_ms, rfc3339,
+    now_ms,
+    queue::WAITING,
+    rfc3339,
 };
 use crate::error::Error;
 
@@ -83,22 +88,7 @@ impl Store {
     }
 
     pub async fn list_runs(&self, f: &RunFilter) -> Result<Vec<runs::Model>, Error> {
-        let mut cond = Condition::all();
-        if let Some(flow) = &f.flow {
-            cond = cond.add(runs::Column::Flow.eq(flow.as_str()));
-        }
-        if let Some(status) = &f.status {
-            cond = cond.add(runs::Column::Status.eq(status.as_str()));
-        }
-        if let Some(cursor) = &f.cursor {
-            cond = cond.add(runs::Column::Id.lt(cursor.as_str()));
-        }
-        Ok(runs::Entity::find()
-            .filter(cond)
-            .order_by_desc(runs::Column::Id)
-            .limit(f.limit)
-            .all(&self.db)
-            .await?)
+        Ok(list_runs_query(f).all(&self.db).await?)
     }
 
     pub async fn run_steps(&self, run_id: &str) -> Result<Vec<step_runs::Model>, Error> {
@@ -161,6 +151,34 @@ impl Store {
 }
 
 /// The row of a step record.
+/// Runs newest first. Only queued, running and failed runs are indexed by status (the two
+/// partial indexes of `m0007`); a filter on one of them states the index's predicate word for
+/// word so that SQLite can use it, while the common states are found walking back by id.
+fn list_runs_query(f: &RunFilter) -> Select<runs::Entity> {
+    let mut cond = Condition::all();
+    if let Some(flow) = &f.flow {
+        cond = cond.add(runs::Column::Flow.eq(flow.as_str()));
+    }
+    if let Some(status) = &f.status {
+        cond = cond.add(runs::Column::Status.eq(status.as_str()));
+        match RunStatus::parse(status) {
+            Some(RunStatus::Queued | RunStatus::Running) => cond = cond.add(Expr::cust(WAITING)),
+            Some(RunStatus::Failed) => cond = cond.add(Expr::cust(FAILED)),
+            _ => {}
+        }
+    }
+    if let Some(cursor) = &f.cursor {
+        cond = cond.add(runs::Column::Id.lt(cursor.as_str()));
+    }
+    runs::Entity::find()
+        .filter(cond)
+        .order_by_desc(runs::Column::Id)
+        .limit(f.limit)
+}
+
+/// The predicate of `runs_failed`.
+const FAILED: &str = "status = 'failed'";
+
 pub fn step_row(run_id: &str, rec: &StepRecord) -> step_runs::ActiveModel {
     let text = |v: &Value| serde_json::to_string(v).ok();
     step_runs::ActiveModel {
@@ -234,5 +252,62 @@ mod tests {
         insert_run(&store, "run_b", None).await.unwrap();
         insert_run(&store, "run_c", Some("key")).await.unwrap();
         assert!(insert_run(&store, "run_d", Some("key")).await.is_err());
+    }
+
+    /// The queue's index holds queued and running runs only, the retention index ended runs
+    /// only: a run that ends as it is accepted writes neither, a run that starts running writes
+    /// only the first. The run lists still find queued, running and failed runs by index.
+    #[tokio::test]
+    async fn only_waiting_runs_are_in_the_queue_index() {
+        let (_dir, store) = temp_store().await;
+        let count = |index: &'static str, predicate: &'static str| {
+            let store = store.clone();
+            async move {
+                let sql =
+                    format!("SELECT COUNT(*) AS n FROM runs INDEXED BY {index} WHERE {predicate}");
+                let n: i64 = rows(&store, &sql).await[0].try_get("", "n").unwrap();
+                n
+            }
+        };
+        for (id, status, finished_at) in [
+            ("run_1", "queued", "NULL"),
+            ("run_2", "running", "NULL"),
+            ("run_3", "succeeded", "5"),
+            ("run_4", "failed", "6"),
+            ("run_5", "filtered", "7"),
+        ] {
+            rows(
+                &store,
+                &format!(
+                    "INSERT INTO runs (id, flow, version, status, attempt, trigger, depth, \
+                     available_at, created_at, finished_at) \
+                     VALUES ('{id}', 'f', 1, '{status}', 1, '{{}}', 0, 0, 0, {finished_at})"
+                ),
+            )
+            .await;
+        }
+        assert_eq!(count("runs_waiting", WAITING).await, 2);
+        assert_eq!(count("runs_ended", "finished_at IS NOT NULL").await, 3);
+        assert_eq!(count("runs_failed", FAILED).await, 1);
+        for (status, index) in [
+            ("queued", "runs_waiting"),
+            ("running", "runs_waiting"),
+            ("failed", "runs_failed"),
+        ] {
+            let filter = RunFilter {
+                status: Some(status.into()),
+                limit: 50,
+                ..Default::default()
+            };
+            let plan = plan(
+                &store,
+                list_runs_query(&filter).build(DatabaseBackend::Sqlite),
+            )
+            .await;
+            assert!(plan.iter().any(|l| l.contains(index)), "{status}: {plan:?}");
+            let found = store.list_runs(&filter).await.unwrap();
+            assert_eq!(found.len(), 1, "{status}");
+            assert_eq!(found[0].status, status);
+        }
     }
 }

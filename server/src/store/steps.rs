@@ -305,7 +305,7 @@ fn end_runs_stmt(backend: DatabaseBackend, ends: &[&RunEnd]) -> Statement {
     }
     // Each run is found by its primary key. On PostgreSQL the check of its status is written so
     // that no index can serve it: otherwise it was planned as a scan of every running run in
-    // `runs_by_status` (with the dead entries every claim and run end leave there until
+    // `runs_waiting` (with the dead entries every claim and run end leave there until
     // vacuum) joined to these ids, reading up to 65 index entries per run it ended.
     let running = match backend {
         DatabaseBackend::Postgres => "runs.status || '' = 'running'",
@@ -350,7 +350,7 @@ mod tests {
             "{lines:#?}"
         );
         assert!(
-            !lines.iter().any(|l| l.contains("runs_by_status")),
+            !lines.iter().any(|l| l.contains("runs_waiting")),
             "{lines:#?}"
         );
         let pg = end_runs_stmt(DatabaseBackend::Postgres, &[&a]).sql;
