@@ -150,7 +150,6 @@ impl Store {
     }
 }
 
-/// The row of a step record.
 /// Runs newest first. Only queued, running and failed runs are indexed by status (the two
 /// partial indexes of `m0007`); a filter on one of them states the index's predicate word for
 /// word so that SQLite can use it, while the common states are found walking back by id.
@@ -179,6 +178,7 @@ fn list_runs_query(f: &RunFilter) -> Select<runs::Entity> {
 /// The predicate of `runs_failed`.
 const FAILED: &str = "status = 'failed'";
 
+/// The row of a step record.
 pub fn step_row(run_id: &str, rec: &StepRecord) -> step_runs::ActiveModel {
     let text = |v: &Value| serde_json::to_string(v).ok();
     step_runs::ActiveModel {
