@@ -302,7 +302,9 @@ async fn run_once(
         .claim_run(&run_id, &app.worker_id, crate::worker::LEASE_MS)
         .await?
         .ok_or_else(|| anyhow::anyhow!("run vanished"))?;
-    crate::worker::execute_claimed(&app, crate::handoff::RunInHand::stored(run, false)).await;
+    app.handoff.claimed(&run.flow);
+    let slot = app.handoff.slot(run.flow.clone());
+    crate::worker::execute_claimed(&app, crate::handoff::RunInHand::stored(run, false), slot).await;
     let run = app
         .store
         .get_run(&run_id)

@@ -15,12 +15,12 @@
 
 use std::{
     collections::{HashMap, VecDeque},
-    sync::Mutex,
+    sync::{Arc, Mutex},
 };
 
 use flows_engine::StepRecord;
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use crate::store::{entities::runs, queue::FlowBudget};
 
@@ -59,6 +59,8 @@ pub struct Handoff {
     state: Mutex<State>,
     parked: Mutex<Parked>,
     tx: mpsc::UnboundedSender<RunInHand>,
+    /// A run gave its slot back: the dispatcher may claim again.
+    pub freed: Notify,
     /// This process's identity in leases.
     pub worker: String,
     pub lease_ms: i64,
@@ -66,11 +68,13 @@ pub struct Handoff {
 
 struct State {
     workers: usize,
-    /// Runs claimed or reserved for a handover and not yet ended.
+    /// Runs claimed or reserved for a handover and not yet executed.
     in_hand: usize,
     budget: FlowBudget,
     /// The last claim left the queue empty: a new run may skip it.
     open: bool,
+    /// Slots given back since the last claim began.
+    freed: usize,
 }
 
 impl State {
@@ -78,6 +82,19 @@ impl State {
     /// flow is under its cap.
     fn takes(&self, flow: &str) -> bool {
         self.open && self.in_hand < self.workers && self.budget.room(flow) > 0
+    }
+}
+
+/// A run's worker slot; dropping it gives the slot back and wakes the dispatcher.
+pub struct Slot {
+    handoff: Arc<Handoff>,
+    flow: String,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.handoff.settle(&self.flow);
+        self.handoff.freed.notify_one();
     }
 }
 
@@ -92,11 +109,13 @@ impl Handoff {
             in_hand: 0,
             budget: FlowBudget::new(flow_cap),
             open: false,
+            freed: 0,
         };
         let handoff = Handoff {
             state: Mutex::new(state),
             parked: Mutex::default(),
             tx,
+            freed: Notify::new(),
             worker,
             lease_ms,
         };
@@ -144,19 +163,24 @@ impl Handoff {
         s.workers.saturating_sub(s.in_hand)
     }
 
+    /// Slots given back since the last claim began.
+    pub fn freed_since_claim(&self) -> usize {
+        self.state().freed
+    }
+
     /// Stop handovers for a claim and return the budget it may use.
     pub fn begin_claim(&self) -> FlowBudget {
         let mut s = self.state();
         s.open = false;
+        s.freed = 0;
         s.budget.clone()
     }
 
-    /// Count a claimed run of `flow`; whether the flow is now at its cap.
-    pub fn claimed(&self, flow: &str) -> bool {
+    /// Count a claimed run of `flow`.
+    pub fn claimed(&self, flow: &str) {
         let mut s = self.state();
         s.in_hand += 1;
         s.budget.take(flow);
-        s.budget.room(flow) == 0
     }
 
     /// A claim ended; `drained`: it took every run that was ready, so new runs may skip the
@@ -174,7 +198,17 @@ impl Handoff {
     pub fn settle(&self, flow: &str) {
         let mut s = self.state();
         s.in_hand = s.in_hand.saturating_sub(1);
+        s.freed += 1;
         s.budget.put_back(flow);
+    }
+
+    /// The slot of a run of `flow`, given back when dropped: when the run has executed (its
+    /// end may still wait for its commit), or when its task is aborted or panics.
+    pub fn slot(self: &Arc<Self>, flow: String) -> Slot {
+        Slot {
+            handoff: self.clone(),
+            flow,
+        }
     }
 
     /// Keep the parsed trigger of a committed run that waits in the queue, for when this
@@ -256,13 +290,33 @@ mod tests {
         assert!(h.reserve("a"));
         let budget = h.begin_claim();
         assert_eq!(budget.room("a"), 1);
-        assert!(h.claimed("a"), "the claim filled flow a");
+        h.claimed("a");
         h.end_claim(true);
         assert!(!h.reserve("a"), "flow a is at its cap");
         h.end_claim(true);
         assert!(h.reserve("b"), "other flows still go straight through");
         h.settle("b");
         assert_eq!(h.in_hand(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_slot_frees_its_worker_and_wakes_the_dispatcher() {
+        let (h, _rx) = handoff(2, 1);
+        let h = Arc::new(h);
+        h.end_claim(true);
+        assert!(h.reserve("a"));
+        let slot = h.slot("a".into());
+        assert!(!h.would_take("a"), "flow a is at its cap");
+        h.begin_claim();
+        h.end_claim(true);
+        drop(slot);
+        assert_eq!((h.in_hand(), h.freed_since_claim()), (0, 1));
+        assert!(h.would_take("a"), "the flow has room again");
+        tokio::time::timeout(std::time::Duration::from_secs(1), h.freed.notified())
+            .await
+            .expect("the dispatcher is woken");
+        h.begin_claim();
+        assert_eq!(h.freed_since_claim(), 0, "counted from the last claim");
     }
 
     fn stored_run(id: &str) -> runs::Model {

@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 use crate::{
     app::{App, AppState},
     error::Error,
-    handoff::{Handed, Handoff, RunInHand},
+    handoff::{Handed, RunInHand, Slot},
     ingest::{Started, start_run},
     store::{
         deliveries::delivery_json,
@@ -46,7 +46,9 @@ pub async fn run_dispatcher(app: AppState, mut handed: Handed) {
     let lease_ms = app.cfg.reliability.lease_ms;
     let slots = &app.handoff;
     let mut running: JoinSet<()> = JoinSet::new();
-    let mut flows: HashMap<tokio::task::Id, String> = HashMap::new();
+    // A run gives its slot back once executed, while its end may still wait for its commit;
+    // tasks still waiting so are bounded too.
+    let most_tasks = workers * 2;
     // While a backlog waits, claim again only once several runs have ended, not once per
     // finished run: every claim is a statement (and on SQLite a commit) of its own.
     let batch = (workers / 8).max(1);
@@ -57,8 +59,6 @@ pub async fn run_dispatcher(app: AppState, mut handed: Handed) {
     // leaves runs behind (a backlog, or flows at their cap). Otherwise no claim is made: new
     // runs are handed over or wake the dispatcher.
     let mut waiting = true;
-    // Runs ended since the last claim.
-    let mut ended = 0usize;
     // Look for runs whose lease expired (their process died) in the next claim: at start and
     // then once per poll, since a lease runs for many polls and the search reads every
     // running run.
@@ -67,30 +67,26 @@ pub async fn run_dispatcher(app: AppState, mut handed: Handed) {
     // whatever else happens.
     let mut poll = tokio::time::interval(POLL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let spawn = |running: &mut JoinSet<()>,
-                 flows: &mut HashMap<tokio::task::Id, String>,
-                 run: RunInHand,
-                 via: &'static str| {
+    let spawn = |running: &mut JoinSet<()>, run: RunInHand, via: &'static str| {
         let app = app.clone();
-        let flow = run.run.flow.clone();
-        metrics::counter!("hookflow_runs_started_total", "flow" => flow.clone(), "via" => via)
+        let slot = app.handoff.slot(run.run.flow.clone());
+        metrics::counter!("hookflow_runs_started_total", "flow" => run.run.flow.clone(), "via" => via)
             .increment(1);
-        let handle = running.spawn(async move { execute_claimed(&app, run).await });
-        flows.insert(handle.id(), flow);
+        running.spawn(async move { execute_claimed(&app, run, slot).await });
     };
     loop {
-        while let Some(res) = running.try_join_next_with_id() {
-            settle(res, &mut flows, slots);
-            ended += 1;
+        while let Some(res) = running.try_join_next() {
+            reap(res);
         }
         while let Ok(run) = handed.try_recv() {
-            spawn(&mut running, &mut flows, run, "handoff");
+            spawn(&mut running, run, "handoff");
         }
         let free = slots.free();
         let mut claimed_all = false;
-        if waiting && free > 0 && (!backlog || ended >= batch) {
+        let ended = slots.freed_since_claim();
+        if waiting && free > 0 && running.len() < most_tasks && (!backlog || ended >= batch) {
             let want = free.min(MAX_CLAIM);
-            let budget = slots.begin_claim();
+            let mut budget = slots.begin_claim();
             // A flow at its cap keeps its runs in the queue whatever this claim finds.
             let held_back = budget.at_cap();
             match app
@@ -99,14 +95,17 @@ pub async fn run_dispatcher(app: AppState, mut handed: Handed) {
                 .await
             {
                 Ok(claimed) => {
-                    ended = 0;
                     expired = false;
                     claimed_all = claimed.len() == want;
                     let mut capped = false;
                     for Claimed { run, first_start } in claimed {
-                        capped |= slots.claimed(&run.flow);
+                        // Against the budget the claim was given: runs that gave their slots
+                        // back meanwhile do not make a full claim look like a short one.
+                        budget.take(&run.flow);
+                        capped |= budget.room(&run.flow) == 0;
+                        slots.claimed(&run.flow);
                         let run = slots.claimed_run(run, first_start);
-                        spawn(&mut running, &mut flows, run, "claim");
+                        spawn(&mut running, run, "claim");
                     }
                     backlog = claimed_all || capped;
                     waiting = backlog || held_back;
@@ -115,16 +114,14 @@ pub async fn run_dispatcher(app: AppState, mut handed: Handed) {
                 Err(e) => tracing::warn!(error = %e, "could not claim runs"),
             }
         }
-        if claimed_all && slots.free() > 0 {
+        if claimed_all && slots.free() > 0 && running.len() < most_tasks {
             continue; // there may be more waiting
         }
         tokio::select! {
             _ = app.shutdown.cancelled() => break,
-            Some(res) = running.join_next_with_id(), if !running.is_empty() => {
-                settle(res, &mut flows, slots);
-                ended += 1;
-            }
-            Some(run) = handed.recv() => spawn(&mut running, &mut flows, run, "handoff"),
+            Some(res) = running.join_next(), if !running.is_empty() => reap(res),
+            _ = slots.freed.notified() => {}
+            Some(run) = handed.recv() => spawn(&mut running, run, "handoff"),
             _ = app.wake_runs.notified() => waiting = true,
             _ = poll.tick() => {
                 waiting = true;
@@ -142,23 +139,12 @@ pub async fn run_dispatcher(app: AppState, mut handed: Handed) {
     drain(&app, running).await;
 }
 
-/// A run task ended: its flow has room again.
-fn settle(
-    res: Result<(tokio::task::Id, ()), tokio::task::JoinError>,
-    flows: &mut HashMap<tokio::task::Id, String>,
-    slots: &Handoff,
-) {
-    let id = match res {
-        Ok((id, ())) => id,
-        Err(e) => {
-            if e.is_panic() {
-                tracing::error!(error = %e, "a run task panicked; the run resumes after its lease");
-            }
-            e.id()
-        }
-    };
-    if let Some(flow) = flows.remove(&id) {
-        slots.settle(&flow);
+/// A run task ended; its slot was given back by the task (or by its drop).
+fn reap(res: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = res
+        && e.is_panic()
+    {
+        tracing::error!(error = %e, "a run task panicked; the run resumes after its lease");
     }
 }
 
@@ -225,8 +211,9 @@ impl Drop for Heartbeat {
     }
 }
 
-/// Execute one claimed run to its end (or until its lease is lost).
-pub async fn execute_claimed(app: &App, taken: RunInHand) {
+/// Execute one claimed run to its end (or until its lease is lost). Its worker slot is given
+/// back once it has executed, before its end is committed.
+pub async fn execute_claimed(app: &App, taken: RunInHand, slot: Slot) {
     let RunInHand {
         run,
         prior,
@@ -236,6 +223,7 @@ pub async fn execute_claimed(app: &App, taken: RunInHand) {
     let heartbeat = Heartbeat::start(app, &id);
     let result = execute_run(app, &run, prior, trigger).await;
     drop(heartbeat);
+    drop(slot);
     match result {
         Ok((status, error, output)) => {
             let output = serde_json::to_string(&output).ok();
