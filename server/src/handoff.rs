@@ -5,8 +5,10 @@
 //! usual and claimed in order. Either way the run is durable before anyone is answered, and a
 //! handed-over run whose process dies is claimed again when its lease expires, like any other.
 //!
-//! This also keeps the count of runs in hand (claimed or handed over, not yet ended) and the
-//! per-flow budget, shared by the dispatcher and the writer so that neither overfills them.
+//! This also keeps the count of runs in hand (claimed or handed over, not yet executed) and
+//! the per-flow budget, shared by the dispatcher and the writer so that neither overfills them.
+//! A run holds its slot while it executes, not while its end waits for its commit: a worker
+//! that only waits for the database is free for the next run.
 //!
 //! A run that has to wait in the queue leaves its parsed trigger here ("parked"), so that when
 //! this process claims it the worker does not parse the stored text again. The claim decides
@@ -237,7 +239,7 @@ impl Handoff {
         }
     }
 
-    /// Runs in hand (claimed or handed over, not yet ended).
+    /// Runs in hand (claimed or handed over, not yet executed).
     #[cfg(test)]
     fn in_hand(&self) -> usize {
         self.state().in_hand
