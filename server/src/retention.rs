@@ -20,6 +20,12 @@ const BATCH: usize = 200;
 /// The shortest pause between batches.
 const BREATHE: Duration = Duration::from_millis(2);
 
+/// Payloads stay this long after a run ends: a caller waiting for the result (`respond: result`,
+/// `?wait=true`) reads them right then.
+const PAYLOAD_GRACE_MS: i64 = 5_000;
+/// Requests kept per inbox.
+const INBOX_KEEP: u64 = 1_000;
+
 /// Pause after a batch that started at `began`, as long as it took: retention then takes at most
 /// about half of the database's time, and the writers waiting for their turn get it in between,
 /// while a pass still keeps up with a sustained load (a fixed 20-ms pause capped it below the
@@ -32,11 +38,6 @@ async fn breathe(stop: &CancellationToken, began: Instant) -> bool {
         _ = tokio::time::sleep(pause) => true,
     }
 }
-/// Payloads stay this long after a run ends: a caller waiting for the result (`respond: result`,
-/// `?wait=true`) reads them right then.
-const PAYLOAD_GRACE_MS: i64 = 5_000;
-/// Requests kept per inbox.
-const INBOX_KEEP: u64 = 1_000;
 
 /// What one pass removed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
