@@ -47,7 +47,8 @@ pub async fn run_dispatcher(app: AppState, mut handed: Handed) {
     let slots = &app.handoff;
     let mut running: JoinSet<()> = JoinSet::new();
     // A run gives its slot back once executed, while its end may still wait for its commit;
-    // tasks still waiting so are bounded too.
+    // tasks still waiting so are bounded too, for claims and handovers alike: a process that
+    // dies leaves at most this many runs whose last step may run again elsewhere.
     let most_tasks = workers * 2;
     // While a backlog waits, claim again only once several runs have ended, not once per
     // finished run: every claim is a statement (and on SQLite a commit) of its own.
@@ -78,7 +79,10 @@ pub async fn run_dispatcher(app: AppState, mut handed: Handed) {
         while let Some(res) = running.try_join_next() {
             reap(res);
         }
-        while let Ok(run) = handed.try_recv() {
+        // A run handed over while the tasks are at their bound waits in the channel (leased to
+        // this process, its slot taken) until one ends.
+        while running.len() < most_tasks {
+            let Ok(run) = handed.try_recv() else { break };
             spawn(&mut running, run, "handoff");
         }
         let free = slots.free();
@@ -121,7 +125,7 @@ pub async fn run_dispatcher(app: AppState, mut handed: Handed) {
             _ = app.shutdown.cancelled() => break,
             Some(res) = running.join_next(), if !running.is_empty() => reap(res),
             _ = slots.freed.notified() => {}
-            Some(run) = handed.recv() => spawn(&mut running, run, "handoff"),
+            Some(run) = handed.recv(), if running.len() < most_tasks => spawn(&mut running, run, "handoff"),
             _ = app.wake_runs.notified() => waiting = true,
             _ = poll.tick() => {
                 waiting = true;
