@@ -175,9 +175,13 @@ pub async fn accept_webhook(
         body,
         received_at,
     );
-    let event_id = new_id("evt");
-    let event = events::ActiveModel {
-        id: Set(event_id.clone()),
+    // A JSON request is stored once, in its run's trigger: method, path, headers and query as
+    // the event would hold them, the body byte for byte, the time to the millisecond; the
+    // delivery id is among the headers. Only a body the trigger cannot hold exactly (a form,
+    // text, bytes that are not UTF-8) keeps its raw bytes in an event row beside the run.
+    let event_id = raw_json.is_none().then(|| new_id("evt"));
+    let event = event_id.clone().map(|id| events::ActiveModel {
+        id: Set(id),
         flow: Set(flow.to_string()),
         method: Set(req.method.to_string()),
         path: Set(req.path),
@@ -186,16 +190,16 @@ pub async fn accept_webhook(
         body: Set(req.body.to_vec()),
         received_at: Set(now),
         dedupe_key: Set(dedupe.as_ref().map(|(k, _)| k.clone())),
-    };
+    });
     let (id, mut run) = new_run(flow, version, text, 0, None, None);
-    run.event_id = Set(Some(event_id));
+    run.event_id = Set(event_id);
     let ahead = run_ahead(app, prepared, version, &id, &mut run, trigger, now).await;
     let ended = ahead.ended;
     let dedupe = dedupe.map(|(key, window)| (key, now + window.as_millis() as i64));
     let accepted = app
         .writer
         .submit(NewRun {
-            event: Some(event),
+            event,
             run,
             dedupe,
             ahead: Some(ahead.steps),

@@ -188,3 +188,74 @@ async fn the_inbox_records_any_request() {
         .unwrap();
     assert_eq!(r.status(), 400);
 }
+
+/// A JSON request is stored once, in its run's trigger, byte for byte; a body the trigger cannot
+/// hold exactly (a form, bytes that are not UTF-8) keeps its raw bytes in an event row.
+#[tokio::test]
+async fn a_json_request_is_stored_once_and_other_bodies_keep_their_bytes() {
+    let srv = crate::utils::start().await;
+    srv.create_flow(json!({"hookflow": 1, "name": "once", "trigger": {"type": "webhook", "path": "once"}, "steps": []})).await;
+    let store = &srv.app().store;
+    let url = format!("{}/hooks/once", srv.url);
+    let post = |ct: &'static str, body: &'static [u8]| {
+        let (c, url) = (srv.client.clone(), url.clone());
+        async move {
+            let r = c
+                .post(url)
+                .header("content-type", ct)
+                .header("webhook-id", "msg_1")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 202);
+            r.json::<Value>().await.unwrap()["run_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let events = |run: String| async move {
+        crate::procs::count(
+            store,
+            "SELECT COUNT(*) AS n FROM events e JOIN runs r ON r.event_id = e.id WHERE r.id = $1",
+            vec![run.into()],
+        )
+        .await
+    };
+
+    // Spacing and key order as sent: the stored trigger holds the body's own text.
+    let raw: &[u8] = "{\"z\": 1,  \"a\": [2.50, \"é\"]}".as_bytes();
+    let run = post("application/json", raw).await;
+    let shown = srv.wait_run(&run).await;
+    assert_eq!(shown["trigger"]["body"], json!({"z": 1, "a": [2.5, "é"]}));
+    assert_eq!(shown["trigger"]["headers"]["webhook-id"], "msg_1");
+    let text = std::str::from_utf8(raw).unwrap();
+    let n = crate::procs::count(
+        store,
+        "SELECT COUNT(*) AS n FROM runs WHERE id = $1 AND event_id IS NULL AND trigger LIKE $2",
+        vec![run.clone().into(), format!("%\"body\":{text},%").into()],
+    )
+    .await;
+    assert_eq!(n, 1, "the run's trigger holds the body as it came");
+    assert_eq!(events(run).await, 0, "no second copy of a JSON request");
+
+    for (ct, raw) in [
+        (
+            "application/x-www-form-urlencoded",
+            &b"b=%22x%22&a=1&a=2"[..],
+        ),
+        ("application/octet-stream", &b"\xff\x00 not utf-8"[..]),
+    ] {
+        let run = post(ct, raw).await;
+        srv.wait_run(&run).await;
+        assert_eq!(events(run.clone()).await, 1, "{ct}: an event row");
+        let same = crate::procs::count(
+            store,
+            "SELECT COUNT(*) AS n FROM events e JOIN runs r ON r.event_id = e.id WHERE r.id = $1 AND e.body = $2",
+            vec![run.into(), raw.to_vec().into()],
+        )
+        .await;
+        assert_eq!(same, 1, "{ct}: the event holds the bytes as they came");
+    }
+}
