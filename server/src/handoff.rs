@@ -342,6 +342,7 @@ mod tests {
             created_at: 0,
             started_at: Some(0),
             finished_at: None,
+            steps: None,
         }
     }
 
