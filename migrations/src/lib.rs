@@ -10,7 +10,6 @@ mod m0004_reliability;
 mod m0005_partial_indexes;
 mod m0006_queue_order;
 mod m0007_lean_run_indexes;
-mod m0008_inline_steps;
 
 pub struct Migrator;
 
@@ -25,7 +24,6 @@ impl MigratorTrait for Migrator {
             Box::new(m0005_partial_indexes::Migration),
             Box::new(m0006_queue_order::Migration),
             Box::new(m0007_lean_run_indexes::Migration),
-            Box::new(m0008_inline_steps::Migration),
         ]
     }
 }

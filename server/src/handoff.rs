@@ -342,7 +342,6 @@ mod tests {
             created_at: 0,
             started_at: Some(0),
             finished_at: None,
-            steps: None,
         }
     }
 

@@ -21,7 +21,7 @@ use crate::{
     store::{
         entities::{events, runs},
         now_ms, rfc3339,
-        runs::{inline_steps, step_row},
+        runs::step_row,
         to_json_text,
         writer::{Accepted, Ahead, NewRun},
     },
@@ -277,12 +277,9 @@ async fn run_ahead(
     let Ok(outcome) = execute(flow, &steps.trigger, &info, Vec::new(), &env).await else {
         return RanAhead { steps, ended: None };
     };
+    steps.rows = outcome.records.iter().map(|r| step_row(id, r)).collect();
     let ended = outcome.complete.then_some(outcome.status);
-    if ended.is_none() {
-        steps.rows = outcome.records.iter().map(|r| step_row(id, r)).collect();
-    } else {
-        // Ended here: its records go into its own row, one row for the whole webhook.
-        run.steps = Set(Some(inline_steps(&outcome.records)));
+    if ended.is_some() {
         run.started_at = Set(Some(now));
         let mut output = outcome.output;
         run_secrets.redact(&mut output);
@@ -391,7 +388,6 @@ fn new_run(
         created_at: Set(now),
         started_at: Set(None),
         finished_at: Set(None),
-        steps: Set(None),
     };
     (id, run)
 }

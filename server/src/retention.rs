@@ -12,7 +12,7 @@ use crate::{
     app::{App, AppState},
     config::SaveSteps,
     error::Error,
-    store::{Store, now_ms, runs::without_payloads},
+    store::{Store, now_ms},
 };
 
 /// Rows per transaction: short enough that a webhook waiting behind one is not kept long.
@@ -345,28 +345,6 @@ async fn drop_payloads(
                 ))
                 .await?
                 .rows_affected();
-            // Runs that ended as they were accepted keep their records in their own row.
-            #[derive(FromQueryResult)]
-            struct Inline {
-                id: String,
-                steps: String,
-            }
-            let inline = Inline::find_by_statement(store.stmt(
-                &format!("SELECT id, steps FROM runs WHERE id IN ({list}) AND steps IS NOT NULL"),
-                values.clone(),
-            ))
-            .all(&txn)
-            .await?;
-            for run in inline {
-                if let Some((steps, stripped)) = without_payloads(&run.steps) {
-                    txn.execute_raw(store.stmt(
-                        "UPDATE runs SET steps = $1 WHERE id = $2",
-                        vec![steps.into(), run.id.into()],
-                    ))
-                    .await?;
-                    n += stripped;
-                }
-            }
             txn.execute_raw(store.stmt(
                 &format!("UPDATE runs SET output = NULL WHERE id IN ({list})"),
                 values,

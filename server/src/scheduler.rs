@@ -281,7 +281,6 @@ async fn queue(
         created_at: Set(now),
         started_at: Set(None),
         finished_at: Set(None),
-        steps: Set(None),
     };
     let new = NewRun {
         event: None,

@@ -95,10 +95,6 @@ pub mod runs {
         pub created_at: i64,
         pub started_at: Option<i64>,
         pub finished_at: Option<i64>,
-        /// The step records of a run that ended as it was accepted (a JSON array); `None`
-        /// when they are rows of `step_runs`.
-        #[sea_orm(column_type = "Text", nullable)]
-        pub steps: Option<String>,
     }
     no_relations!();
 }

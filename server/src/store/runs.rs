@@ -2,8 +2,8 @@
 
 use flows_engine::{RunStatus, StepRecord, StepStatus};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    Select, Set, sea_query::Expr,
+    ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select, Set,
+    sea_query::Expr,
 };
 use serde_json::{Value, json};
 
@@ -91,14 +91,9 @@ impl Store {
         Ok(list_runs_query(f).all(&self.db).await?)
     }
 
-    /// A run's step records, in the order they ran: from its own row when it ended as it was
-    /// accepted, else from `step_runs`.
-    pub async fn run_steps(&self, run: &runs::Model) -> Result<Vec<step_runs::Model>, Error> {
-        if let Some(text) = &run.steps {
-            return stored_steps(&run.id, text);
-        }
+    pub async fn run_steps(&self, run_id: &str) -> Result<Vec<step_runs::Model>, Error> {
         Ok(step_runs::Entity::find()
-            .filter(step_runs::Column::RunId.eq(run.id.as_str()))
+            .filter(step_runs::Column::RunId.eq(run_id))
             .order_by_asc(step_runs::Column::StartedAt)
             .all(&self.db)
             .await?)
@@ -141,17 +136,6 @@ impl Store {
             .exec(&txn)
             .await?;
         let mut row: runs::ActiveModel = run.clone().into();
-        // A run that ended as it was accepted kept its records in its row; the attempt that
-        // resumes it reads rows, so its succeeded steps move there.
-        if let Some(text) = &run.steps {
-            let kept: Vec<step_runs::ActiveModel> = stored_steps(id, text)?
-                .into_iter()
-                .filter(|s| s.status != "failed" && s.status != "skipped")
-                .map(|s| step_runs::ActiveModel::from(s).reset_all())
-                .collect();
-            super::rows::insert(&txn, kept).await?;
-            row.steps = Set(None);
-        }
         row.status = Set("queued".into());
         row.attempt = Set(run.attempt + 1);
         row.error = Set(None);
@@ -193,79 +177,6 @@ fn list_runs_query(f: &RunFilter) -> Select<runs::Entity> {
 
 /// The predicate of `runs_failed`.
 const FAILED: &str = "status = 'failed'";
-
-/// One step record inside its run's row ([`inline_steps`]); the fields of `step_runs`, with the
-/// input and output as JSON values. An absent `output` is a step without one.
-#[derive(serde::Serialize)]
-struct InlineStep<'a> {
-    step_id: &'a str,
-    status: &'static str,
-    input: &'a Value,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    output: Option<&'a Value>,
-    error: Option<&'a str>,
-    attempts: u32,
-    started_at: i64,
-    duration_ms: u64,
-}
-
-/// The step records of a run that ended as it was accepted, as its row keeps them.
-pub fn inline_steps(records: &[StepRecord]) -> String {
-    let items: Vec<InlineStep<'_>> = records
-        .iter()
-        .map(|r| InlineStep {
-            step_id: &r.step_id,
-            status: r.status.as_str(),
-            input: &r.input,
-            output: r.output.as_ref(),
-            error: r.error.as_deref(),
-            attempts: r.attempts,
-            started_at: r.started_at.timestamp_millis(),
-            duration_ms: r.duration_ms,
-        })
-        .collect();
-    serde_json::to_string(&items).expect("JSON values and plain fields serialize")
-}
-
-/// The records of [`inline_steps`], as the rows `step_runs` would hold.
-fn stored_steps(run_id: &str, text: &str) -> Result<Vec<step_runs::Model>, Error> {
-    let items: Vec<serde_json::Map<String, Value>> = serde_json::from_str(text)?;
-    let text_of = |m: &serde_json::Map<String, Value>, k: &str| {
-        m.get(k).and_then(Value::as_str).map(str::to_string)
-    };
-    let int_of = |m: &serde_json::Map<String, Value>, k: &str| m.get(k).and_then(Value::as_i64);
-    Ok(items
-        .iter()
-        .map(|m| step_runs::Model {
-            run_id: run_id.to_string(),
-            step_id: text_of(m, "step_id").unwrap_or_default(),
-            status: text_of(m, "status").unwrap_or_default(),
-            input: m.get("input").map(Value::to_string),
-            output: m.get("output").map(Value::to_string),
-            error: text_of(m, "error"),
-            attempts: int_of(m, "attempts").unwrap_or(1) as i32,
-            started_at: int_of(m, "started_at").unwrap_or_default(),
-            duration_ms: int_of(m, "duration_ms").unwrap_or_default(),
-        })
-        .collect())
-}
-
-/// [`inline_steps`] without the records' inputs and outputs, and how many records had one;
-/// `None` when none had.
-pub fn without_payloads(text: &str) -> Option<(String, u64)> {
-    let mut items: Vec<serde_json::Map<String, Value>> = serde_json::from_str(text).ok()?;
-    let mut stripped = 0;
-    for m in &mut items {
-        let had = m.remove("input").is_some() | m.remove("output").is_some();
-        stripped += u64::from(had);
-    }
-    (stripped > 0).then(|| {
-        (
-            serde_json::to_string(&items).expect("JSON serializes"),
-            stripped,
-        )
-    })
-}
 
 /// The row of a step record.
 pub fn step_row(run_id: &str, rec: &StepRecord) -> step_runs::ActiveModel {
@@ -398,53 +309,5 @@ mod tests {
             assert_eq!(found.len(), 1, "{status}");
             assert_eq!(found[0].status, status);
         }
-    }
-
-    /// Records kept in a run's row read back as the rows `step_runs` would hold for them, a
-    /// step without output included; without payloads they read as stripped rows do.
-    #[test]
-    fn records_in_a_runs_row_read_back_as_step_rows() {
-        let at = chrono::DateTime::from_timestamp_millis(1_700_000_000_123).unwrap();
-        let rec = |id: &str, status, output: Option<Value>, error: Option<&str>| StepRecord {
-            step_id: id.into(),
-            status,
-            input: json!({"a": [1, "é", null]}),
-            output,
-            error: error.map(str::to_string),
-            attempts: 2,
-            started_at: at,
-            duration_ms: 7,
-        };
-        let records = [
-            rec("t", StepStatus::Succeeded, Some(json!({"x": 1.5})), None),
-            rec("n", StepStatus::Succeeded, Some(Value::Null), None),
-            rec("f", StepStatus::Failed, None, Some("cannot \"convert\"")),
-        ];
-        let read = stored_steps("run_1", &inline_steps(&records)).unwrap();
-        let want: Vec<step_runs::Model> = records
-            .iter()
-            .map(|r| {
-                let row = step_row("run_1", r);
-                step_runs::Model {
-                    run_id: row.run_id.unwrap(),
-                    step_id: row.step_id.unwrap(),
-                    status: row.status.unwrap(),
-                    input: row.input.unwrap(),
-                    output: row.output.unwrap(),
-                    error: row.error.unwrap(),
-                    attempts: row.attempts.unwrap(),
-                    started_at: row.started_at.unwrap(),
-                    duration_ms: row.duration_ms.unwrap(),
-                }
-            })
-            .collect();
-        assert_eq!(read, want);
-
-        let (text, stripped) = without_payloads(&inline_steps(&records)).unwrap();
-        assert_eq!(stripped, 3);
-        let read = stored_steps("run_1", &text).unwrap();
-        assert!(read.iter().all(|s| s.input.is_none() && s.output.is_none()));
-        assert_eq!(read[2].error.as_deref(), Some("cannot \"convert\""));
-        assert_eq!(without_payloads(&text), None, "nothing left to strip");
     }
 }

@@ -475,7 +475,6 @@ mod tests {
             created_at: Set(0),
             started_at: Set(None),
             finished_at: Set(None),
-            steps: Set(None),
         };
         NewRun {
             event: None,

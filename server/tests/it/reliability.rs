@@ -518,8 +518,7 @@ async fn retention_prunes_by_count_age_and_payload_policy() {
         )
         .await;
         let old_gone = store.get_run(&old).await.unwrap().is_none();
-        // `keep` runs end as they are accepted: their records are in their own rows.
-        let stripped = count(&store, "SELECT COUNT(*) AS n FROM runs WHERE flow = 'keep' AND steps IS NOT NULL AND steps NOT LIKE '%\"output\"%'", vec![]).await;
+        let stripped = count(&store, "SELECT COUNT(*) AS n FROM step_runs s JOIN runs r ON r.id = s.run_id WHERE r.flow = 'keep' AND s.output IS NULL", vec![]).await;
         if left == 3 && old_gone && stripped == 3 {
             break;
         }

@@ -4,10 +4,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::{
-    procs::count,
-    utils::{Sink, flow, start, step, webhook},
-};
+use crate::utils::{Sink, flow, start, step, webhook};
 
 #[tokio::test]
 async fn retry_resumes_from_the_failed_step_keeping_earlier_outputs() {
@@ -52,72 +49,6 @@ async fn retry_resumes_from_the_failed_step_keeping_earlier_outputs() {
         .post(&format!("/api/runs/{id}/retry"), json!(null))
         .await;
     assert_eq!(status, 409, "only failed runs can be retried: {body}");
-}
-
-/// A run that ends as it is accepted is one row: its step records are kept in it. Retried, its
-/// succeeded steps are kept (not run again) and the new attempt records rows as any run does.
-#[tokio::test]
-async fn a_run_that_ends_as_it_is_accepted_is_one_row_and_retries_from_its_failed_step() {
-    let srv = start().await;
-    srv.create_flow(flow(
-        "pure",
-        webhook("pure"),
-        json!([
-            {"id": "shape", "type": "transform", "output": {"n": "{{ $.trigger.body.n }}"}},
-            {"id": "num", "type": "transform", "output": {"v": "{{ $.trigger.body.s | number }}"}}
-        ]),
-    ))
-    .await;
-    let run = srv.hook_and_wait("pure", json!({"n": 1, "s": "abc"})).await;
-    assert_eq!(run["status"], "failed", "{run:#}");
-    assert_eq!(step(&run, "shape")["status"], "succeeded");
-    assert_eq!(
-        step(&run, "shape")["input"],
-        json!({"n": 1, "s": "abc"}),
-        "{run:#}"
-    );
-    assert_eq!(step(&run, "shape")["output"], json!({"n": 1}));
-    assert_eq!(step(&run, "num")["status"], "failed");
-    assert!(
-        step(&run, "num")["error"]
-            .as_str()
-            .unwrap()
-            .contains("number")
-    );
-    let id = run["id"].as_str().unwrap();
-    let store = &srv.app().store;
-    let rows = |sql: &'static str| count(store, sql, vec![id.into()]);
-    assert_eq!(
-        rows("SELECT COUNT(*) AS n FROM step_runs WHERE run_id = $1").await,
-        0
-    );
-    assert_eq!(
-        rows("SELECT COUNT(*) AS n FROM runs WHERE id = $1 AND steps IS NOT NULL").await,
-        1
-    );
-
-    let (status, body) = srv
-        .post(&format!("/api/runs/{id}/retry"), json!(null))
-        .await;
-    assert_eq!(status, 202, "{body}");
-    let again = srv.wait_run(id).await;
-    assert_eq!(again["status"], "failed", "{again:#}");
-    assert_eq!(again["attempt"], 2);
-    assert_eq!(
-        step(&again, "shape")["started_at"],
-        step(&run, "shape")["started_at"],
-        "the succeeded step is kept, not run again"
-    );
-    assert_eq!(step(&again, "shape")["output"], json!({"n": 1}));
-    assert_eq!(step(&again, "num")["status"], "failed");
-    assert_eq!(
-        rows("SELECT COUNT(*) AS n FROM runs WHERE id = $1 AND steps IS NULL").await,
-        1
-    );
-    assert_eq!(
-        rows("SELECT COUNT(*) AS n FROM step_runs WHERE run_id = $1").await,
-        2
-    );
 }
 
 #[tokio::test]
