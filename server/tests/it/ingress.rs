@@ -2,7 +2,10 @@
 
 use serde_json::{Value, json};
 
-use crate::utils::{flow, start};
+use crate::{
+    procs::count,
+    utils::{flow, start},
+};
 
 #[tokio::test]
 async fn ingress_errors_are_clear_json() {
@@ -193,7 +196,7 @@ async fn the_inbox_records_any_request() {
 /// hold exactly (a form, bytes that are not UTF-8) keeps its raw bytes in an event row.
 #[tokio::test]
 async fn a_json_request_is_stored_once_and_other_bodies_keep_their_bytes() {
-    let srv = crate::utils::start().await;
+    let srv = start().await;
     srv.create_flow(json!({"hookflow": 1, "name": "once", "trigger": {"type": "webhook", "path": "once"}, "steps": []})).await;
     let store = &srv.app().store;
     let url = format!("{}/hooks/once", srv.url);
@@ -216,7 +219,7 @@ async fn a_json_request_is_stored_once_and_other_bodies_keep_their_bytes() {
         }
     };
     let events = |run: String| async move {
-        crate::procs::count(
+        count(
             store,
             "SELECT COUNT(*) AS n FROM events e JOIN runs r ON r.event_id = e.id WHERE r.id = $1",
             vec![run.into()],
@@ -231,7 +234,7 @@ async fn a_json_request_is_stored_once_and_other_bodies_keep_their_bytes() {
     assert_eq!(shown["trigger"]["body"], json!({"z": 1, "a": [2.5, "é"]}));
     assert_eq!(shown["trigger"]["headers"]["webhook-id"], "msg_1");
     let text = std::str::from_utf8(raw).unwrap();
-    let n = crate::procs::count(
+    let n = count(
         store,
         "SELECT COUNT(*) AS n FROM runs WHERE id = $1 AND event_id IS NULL AND trigger LIKE $2",
         vec![run.clone().into(), format!("%\"body\":{text},%").into()],
@@ -250,7 +253,7 @@ async fn a_json_request_is_stored_once_and_other_bodies_keep_their_bytes() {
         let run = post(ct, raw).await;
         srv.wait_run(&run).await;
         assert_eq!(events(run.clone()).await, 1, "{ct}: an event row");
-        let same = crate::procs::count(
+        let same = count(
             store,
             "SELECT COUNT(*) AS n FROM events e JOIN runs r ON r.event_id = e.id WHERE r.id = $1 AND e.body = $2",
             vec![run.into(), raw.to_vec().into()],
