@@ -13,6 +13,7 @@ pub mod entities;
 pub mod flows;
 pub mod inbox;
 pub mod queue;
+mod raw_sqlite;
 mod rows;
 pub mod runs;
 pub mod schedules;

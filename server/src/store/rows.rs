@@ -70,6 +70,27 @@ where
     Ok(())
 }
 
+/// The values of `rows`, column by column, for [`super::raw_sqlite`].
+pub(crate) fn values<A: ActiveModelTrait>(rows: Vec<A>) -> Result<super::raw_sqlite::Rows, DbErr> {
+    let columns: Vec<_> = <A::Entity as EntityTrait>::Column::iter().collect();
+    let table = A::Entity::default().table_name();
+    let mut out = Vec::with_capacity(rows.len());
+    for mut row in rows {
+        let mut values = Vec::with_capacity(columns.len());
+        for &c in &columns {
+            values.push(row.take(c).into_value().ok_or_else(|| {
+                DbErr::Custom(format!("insert into {table}: {} is not set", c.as_str()))
+            })?);
+        }
+        out.push(values);
+    }
+    Ok(super::raw_sqlite::Rows {
+        table,
+        columns: columns.iter().map(IdenStatic::as_str).collect(),
+        rows: out,
+    })
+}
+
 /// The text of the insert of `rows` rows into `table`, made by `build` the first time: the
 /// statements come in a handful of shapes ([`fixed_chunks`]), and assembling the text of a
 /// 64-row statement cost more than binding its values.

@@ -17,7 +17,7 @@ use sea_orm::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Store, WriteGate, entities::step_runs, rows, write_turn};
+use super::{Store, WriteGate, entities::step_runs, raw_sqlite, rows, write_turn};
 use crate::error::Error;
 
 /// Most records in one transaction.
@@ -216,9 +216,14 @@ async fn write_rows<'a>(
 ) -> Result<Vec<u64>, DbErr> {
     let ops: Vec<&Op> = ops.collect();
     let started = std::time::Instant::now();
-    let txn = db.begin().await?;
-    let affected = write_ops(&txn, ops).await?;
-    txn.commit().await?;
+    let affected = if db.get_database_backend() == DatabaseBackend::Sqlite {
+        raw_sqlite::transaction(db, |txn| write_ops_raw(txn, &ops)).await?
+    } else {
+        let txn = db.begin().await?;
+        let affected = write_ops(&txn, ops).await?;
+        txn.commit().await?;
+        affected
+    };
     crate::metrics::group_commit("steps", affected.len(), started.elapsed());
     Ok(affected)
 }
@@ -253,6 +258,46 @@ async fn write_ops(txn: &DatabaseTransaction, ops: Vec<&Op>) -> Result<Vec<u64>,
         })
         .collect())
 }
+
+/// [`write_in`] in a transaction on SQLite's C API.
+pub(crate) fn write_in_raw(txn: &mut raw_sqlite::Txn, batch: &[Job]) -> Result<Vec<u64>, DbErr> {
+    let ops: Vec<&Op> = batch.iter().map(|j| &j.op).collect();
+    write_ops_raw(txn, &ops)
+}
+
+/// [`write_ops`] on SQLite's C API: the records, then each run's end on its own.
+fn write_ops_raw(txn: &mut raw_sqlite::Txn, ops: &[&Op]) -> Result<Vec<u64>, DbErr> {
+    let rows: Vec<step_runs::ActiveModel> = ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::Step(row) => Some(row.clone()),
+            Op::End(_) => None,
+        })
+        .collect();
+    txn.insert(&rows::values(rows)?, STEP_UPSERT)?;
+    let mut affected = Vec::with_capacity(ops.len());
+    for op in ops {
+        affected.push(match op {
+            Op::Step(_) => 1,
+            Op::End(end) => txn.execute(
+                END_RUN,
+                &[
+                    end.status.clone().into(),
+                    end.error.clone().into(),
+                    end.output.clone().into(),
+                    end.finished_at.into(),
+                    end.id.clone().into(),
+                    end.worker.clone().into(),
+                ],
+            )?,
+        });
+    }
+    Ok(affected)
+}
+
+/// The end of one run, written if its worker still holds it (SQLite).
+const END_RUN: &str = "UPDATE runs SET status = ?1, error = ?2, output = ?3, finished_at = ?4, \
+    lease_until = NULL WHERE id = ?5 AND worker = ?6 AND status = 'running'";
 
 /// A step record replaces an earlier one of the same step (a step run again on resume).
 const STEP_UPSERT: &str = " ON CONFLICT (\"run_id\", \"step_id\") DO UPDATE SET \

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use flows_engine::StepRecord;
 use sea_orm::{
     ActiveValue, ConnectionTrait, DatabaseTransaction, DbErr, FromQueryResult, Set,
-    TransactionTrait, TryIntoModel,
+    TransactionTrait, TryIntoModel, Value as DbValue,
 };
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{
     Store,
     entities::{events, runs, step_runs},
-    now_ms, rows,
+    now_ms, raw_sqlite, rows,
     steps::{self as step_writer, Job as StepJob, StepJobs},
 };
 use crate::{
@@ -229,95 +229,26 @@ async fn insert_all(
     let store = &cx.store;
     let turn = store.write_turn().await;
     let started = std::time::Instant::now();
-    let txn = turn.begin().await?;
-    let mut results = Vec::with_capacity(items.len());
-    for (item, seen) in items.iter() {
-        let mut res = match &item.dedupe {
-            Some((key, expires_at)) => claim_key(store, &txn, item, key, *expires_at).await?,
-            None => Accepted::Queued,
-        };
-        if let (Accepted::Queued, Some(key)) = (&res, seen) {
-            res = remember_item(store, &txn, item, key).await?;
-        }
-        results.push(res);
-    }
-    // Indices of the items that queue a run (not duplicates).
-    let fresh: Vec<usize> = (0..items.len())
-        .filter(|&i| results[i] == Accepted::Queued)
-        .collect();
-    let evs: Vec<events::ActiveModel> = fresh
-        .iter()
-        .filter_map(|&i| items[i].0.event.clone())
-        .collect();
-    rows::insert(&txn, evs).await?;
-    let now = now_ms();
-    let mut rs: Vec<runs::ActiveModel> = Vec::with_capacity(fresh.len());
-    let mut handed: Vec<(usize, runs::ActiveModel)> = Vec::new();
-    // New runs left in the queue: their parsed triggers wait in `handoff` for the claim.
-    let mut parked: Vec<usize> = Vec::new();
-    let mut queued = false;
-    let handoff = &cx.handoff;
-    // Records of steps run ahead are written for runs that ended as they were accepted and for
-    // runs handed over with them; a queued run leaves them out and its claimer computes those
-    // steps again (cheaper than reading their records back).
-    let mut steps: Vec<step_runs::ActiveModel> = Vec::new();
-    for &i in &fresh {
-        let mut run = items[i].0.run.clone();
-        let mut keep_steps = true;
-        if active_str(&run.status) == "queued" {
-            if ready(&run, now) && handoff.reserve(active_str(&run.flow)) {
-                run.status = Set("running".into());
-                run.worker = Set(Some(handoff.worker.clone()));
-                run.lease_until = Set(Some(now + handoff.lease_ms));
-                run.started_at = Set(Some(now));
-                handed.push((i, run.clone()));
-            } else {
-                queued = true;
-                keep_steps = false;
-                parked.push(i);
-            }
-        }
-        if let (true, Some(ahead)) = (keep_steps, &items[i].0.ahead) {
-            steps.extend(ahead.rows.iter().cloned());
-        }
-        rs.push(run);
-    }
-    let written = match write_runs(store, &txn, rs, queued).await {
-        Ok(()) => rows::insert(&txn, steps).await,
-        Err(e) => Err(e),
+    let (results, mut plan, affected) = if store.is_postgres() {
+        write_postgres(cx, &turn, items, records).await?
+    } else {
+        let handoff = &*cx.handoff;
+        raw_sqlite::transaction(&turn, |txn| write_sqlite(txn, handoff, items, records)).await?
     };
-    // Records of running runs after the new rows: their runs were committed long before.
-    let affected = match written {
-        Ok(()) if records.is_empty() => Ok(Vec::new()),
-        Ok(()) => step_writer::write_in(&txn, records).await,
-        Err(e) => Err(e),
-    };
-    let affected = match affected {
-        Ok(affected) => txn.commit().await.map(|()| affected),
-        Err(e) => Err(e),
-    };
-    let affected = match affected {
-        Ok(affected) => affected,
-        Err(e) => {
-            for (_, run) in &handed {
-                handoff.settle(active_str(&run.flow));
-            }
-            return Err(e);
-        }
-    };
+    drop(turn);
     let took = started.elapsed();
     crate::metrics::group_commit("webhooks", items.len(), took);
     if !records.is_empty() {
         crate::metrics::group_commit("steps", records.len(), took);
         step_writer::committed(records, affected);
     }
-    for (i, run) in handed {
+    for (i, run) in std::mem::take(&mut plan.handed.runs) {
         let (prior, trigger) = match items[i].0.ahead.take() {
             Some(a) => (a.records, Some(a.trigger)),
             None => (Vec::new(), None),
         };
         match run.try_into_model() {
-            Ok(run) => handoff.deliver(RunInHand {
+            Ok(run) => cx.handoff.deliver(RunInHand {
                 run,
                 prior: Some(prior),
                 trigger,
@@ -327,33 +258,183 @@ async fn insert_all(
             Err(e) => tracing::error!(error = %e, "could not hand over a run"),
         }
     }
-    for i in parked {
+    for &i in &plan.parked {
         let item = &mut *items[i].0;
         if let Some(ahead) = item.ahead.take() {
-            handoff.park(active_string(&item.run.id), ahead.trigger);
+            cx.handoff.park(active_string(&item.run.id), ahead.trigger);
         }
     }
-    if queued {
+    if plan.queued {
         (cx.queued)();
     }
     Ok(results)
 }
 
-/// A new run that may start now (not one held back until later).
-fn ready(run: &runs::ActiveModel, now: i64) -> bool {
-    matches!(&run.available_at, ActiveValue::Set(at) if *at <= now)
+/// What a batch writes once its keys are claimed, and what becomes of its new runs.
+struct Plan<'h> {
+    events: Vec<events::ActiveModel>,
+    runs: Vec<runs::ActiveModel>,
+    /// Records of steps run ahead, for runs that ended as they were accepted and for runs
+    /// handed over with them; a queued run leaves them out and its claimer computes those
+    /// steps again (cheaper than reading their records back).
+    steps: Vec<step_runs::ActiveModel>,
+    handed: Handed<'h>,
+    /// New runs left in the queue: their parsed triggers wait in `handoff` for the claim.
+    parked: Vec<usize>,
+    /// Some new run waits in the queue.
+    queued: bool,
 }
 
-/// Insert the new runs; `queued`: some wait in the queue, so other processes are told.
-async fn write_runs(
-    store: &Store,
-    txn: &DatabaseTransaction,
-    rs: Vec<runs::ActiveModel>,
-    queued: bool,
-) -> Result<(), DbErr> {
-    if !rs.is_empty() {
-        rows::insert(txn, rs).await?;
-        if queued && store.is_postgres() {
+/// Runs reserved for this process's workers, written already claimed; given back to the
+/// handover if the batch is not committed.
+struct Handed<'h> {
+    handoff: &'h Handoff,
+    runs: Vec<(usize, runs::ActiveModel)>,
+}
+
+impl Drop for Handed<'_> {
+    fn drop(&mut self) {
+        for (_, run) in &self.runs {
+            self.handoff.settle(active_str(&run.flow));
+        }
+    }
+}
+
+/// The rows of the items that queue a run (`results`), each new run claimed for a worker of
+/// this process if one is free.
+fn plan<'h>(
+    handoff: &'h Handoff,
+    items: &[(&mut NewRun, Option<&str>)],
+    results: &[Accepted],
+) -> Plan<'h> {
+    let now = now_ms();
+    let fresh = (0..items.len()).filter(|&i| results[i] == Accepted::Queued);
+    let mut plan = Plan {
+        events: Vec::new(),
+        runs: Vec::with_capacity(items.len()),
+        steps: Vec::new(),
+        handed: Handed {
+            handoff,
+            runs: Vec::new(),
+        },
+        parked: Vec::new(),
+        queued: false,
+    };
+    for i in fresh {
+        let item = &*items[i].0;
+        plan.events.extend(item.event.clone());
+        let mut run = item.run.clone();
+        let mut keep_steps = true;
+        if active_str(&run.status) == "queued" {
+            if ready(&run, now) && handoff.reserve(active_str(&run.flow)) {
+                run.status = Set("running".into());
+                run.worker = Set(Some(handoff.worker.clone()));
+                run.lease_until = Set(Some(now + handoff.lease_ms));
+                run.started_at = Set(Some(now));
+                plan.handed.runs.push((i, run.clone()));
+            } else {
+                plan.queued = true;
+                keep_steps = false;
+                plan.parked.push(i);
+            }
+        }
+        if let (true, Some(ahead)) = (keep_steps, &item.ahead) {
+            plan.steps.extend(ahead.rows.iter().cloned());
+        }
+        plan.runs.push(run);
+    }
+    plan
+}
+
+type Written<'h> = (Vec<Accepted>, Plan<'h>, Vec<u64>);
+
+/// The batch on SQLite, through its C API (see `raw_sqlite`): keys, new rows, then the records
+/// of running runs, whose runs were committed long before.
+fn write_sqlite<'h>(
+    txn: &mut raw_sqlite::Txn,
+    handoff: &'h Handoff,
+    items: &[(&mut NewRun, Option<&str>)],
+    records: &[StepJob],
+) -> Result<Written<'h>, DbErr> {
+    let mut results = Vec::with_capacity(items.len());
+    for (item, seen) in items {
+        let mut res = match &item.dedupe {
+            Some((key, expires_at)) => {
+                let values = claim_values(item, key, *expires_at);
+                if txn.execute(&super::sqlite_placeholders(CLAIM_KEY), &values)? > 0 {
+                    Accepted::Queued
+                } else {
+                    duplicate(txn.query_text(&super::sqlite_placeholders(KEY_OWNER), &values[..2])?)
+                }
+            }
+            None => Accepted::Queued,
+        };
+        if let (Accepted::Queued, Some(key)) = (&res, seen) {
+            let values = item_values(item, key);
+            if txn.execute(&super::sqlite_placeholders(REMEMBER_ITEM), &values)? == 0 {
+                res = duplicate(
+                    txn.query_text(&super::sqlite_placeholders(ITEM_OWNER), &values[..2])?,
+                );
+            }
+        }
+        results.push(res);
+    }
+    let mut plan = plan(handoff, items, &results);
+    txn.insert(&rows::values(std::mem::take(&mut plan.events))?, "")?;
+    txn.insert(&rows::values(std::mem::take(&mut plan.runs))?, "")?;
+    txn.insert(&rows::values(std::mem::take(&mut plan.steps))?, "")?;
+    let affected = step_writer::write_in_raw(txn, records)?;
+    Ok((results, plan, affected))
+}
+
+/// The batch on PostgreSQL, in a transaction through sea-orm.
+async fn write_postgres<'h>(
+    cx: &'h Cx,
+    db: &sea_orm::DatabaseConnection,
+    items: &[(&mut NewRun, Option<&str>)],
+    records: &[StepJob],
+) -> Result<Written<'h>, DbErr> {
+    let store = &cx.store;
+    let txn = db.begin().await?;
+    let mut results = Vec::with_capacity(items.len());
+    for (item, seen) in items {
+        let mut res = match &item.dedupe {
+            Some((key, expires_at)) => {
+                let values = claim_values(item, key, *expires_at);
+                let owner = store.stmt(KEY_OWNER, values[..2].to_vec());
+                if txn
+                    .execute_raw(store.stmt(CLAIM_KEY, values))
+                    .await?
+                    .rows_affected()
+                    > 0
+                {
+                    Accepted::Queued
+                } else {
+                    duplicate(owner_of(&txn, owner).await?)
+                }
+            }
+            None => Accepted::Queued,
+        };
+        if let (Accepted::Queued, Some(key)) = (&res, seen) {
+            let values = item_values(item, key);
+            let owner = store.stmt(ITEM_OWNER, values[..2].to_vec());
+            if txn
+                .execute_raw(store.stmt(REMEMBER_ITEM, values))
+                .await?
+                .rows_affected()
+                == 0
+            {
+                res = duplicate(owner_of(&txn, owner).await?);
+            }
+        }
+        results.push(res);
+    }
+    let mut plan = plan(&cx.handoff, items, &results);
+    rows::insert(&txn, std::mem::take(&mut plan.events)).await?;
+    let runs = std::mem::take(&mut plan.runs);
+    if !runs.is_empty() {
+        rows::insert(&txn, runs).await?;
+        if plan.queued {
             // Delivered to every listening process when (and only if) this commits.
             txn.execute_raw(store.stmt(
                 "SELECT pg_notify($1, '')",
@@ -362,76 +443,77 @@ async fn write_runs(
             .await?;
         }
     }
-    Ok(())
+    rows::insert(&txn, std::mem::take(&mut plan.steps)).await?;
+    let affected = if records.is_empty() {
+        Vec::new()
+    } else {
+        step_writer::write_in(&txn, records).await?
+    };
+    txn.commit().await?;
+    Ok((results, plan, affected))
 }
 
-/// Take the dedupe key for this run, unless a live one exists: the primary key decides, in the
-/// same transaction as the run, so concurrent copies of one delivery start exactly one run.
-async fn claim_key(
-    store: &Store,
-    txn: &DatabaseTransaction,
-    item: &NewRun,
-    key: &str,
-    expires_at: i64,
-) -> Result<Accepted, DbErr> {
-    let flow = active_string(&item.run.flow);
-    let run_id = active_string(&item.run.id);
-    let stmt = store.stmt(
-        "INSERT INTO dedupe_keys (flow, key, run_id, expires_at) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (flow, key) DO UPDATE SET run_id = excluded.run_id, expires_at = excluded.expires_at \
-         WHERE dedupe_keys.expires_at < $5",
-        vec![flow.clone().into(), key.into(), run_id.into(), expires_at.into(), now_ms().into()],
-    );
-    if txn.execute_raw(stmt).await?.rows_affected() > 0 {
-        return Ok(Accepted::Queued);
-    }
-    #[derive(FromQueryResult)]
-    struct Existing {
-        run_id: String,
-    }
-    let stmt = store.stmt(
-        "SELECT run_id FROM dedupe_keys WHERE flow = $1 AND key = $2",
-        vec![flow.into(), key.into()],
-    );
-    let existing = Existing::find_by_statement(stmt).one(txn).await?;
-    Ok(Accepted::Duplicate {
-        run_id: existing.map(|e| e.run_id).unwrap_or_default(),
-    })
+/// A new run that may start now (not one held back until later).
+fn ready(run: &runs::ActiveModel, now: i64) -> bool {
+    matches!(&run.available_at, ActiveValue::Set(at) if *at <= now)
 }
 
-/// Remember a schedule item for the run's flow; `Duplicate` (with the first run) if already seen.
-async fn remember_item(
-    store: &Store,
-    txn: &DatabaseTransaction,
-    item: &NewRun,
-    key: &str,
-) -> Result<Accepted, DbErr> {
-    let flow = active_string(&item.run.flow);
-    let stmt = store.stmt(
-        "INSERT INTO schedule_items (flow, key, run_id, seen_at) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (flow, key) DO NOTHING",
-        vec![
-            flow.clone().into(),
-            key.into(),
-            active_string(&item.run.id).into(),
-            now_ms().into(),
-        ],
-    );
-    if txn.execute_raw(stmt).await?.rows_affected() > 0 {
-        return Ok(Accepted::Queued);
+/// Take a delivery's dedupe key for its run, unless a live one exists: the primary key
+/// decides, in the same transaction as the run, so concurrent copies of one delivery start
+/// exactly one run. Values: [`claim_values`].
+const CLAIM_KEY: &str = "INSERT INTO dedupe_keys (flow, key, run_id, expires_at) \
+    VALUES ($1, $2, $3, $4) ON CONFLICT (flow, key) DO UPDATE SET run_id = excluded.run_id, \
+    expires_at = excluded.expires_at WHERE dedupe_keys.expires_at < $5";
+
+/// The run that holds a dedupe key (flow, key).
+const KEY_OWNER: &str = "SELECT run_id FROM dedupe_keys WHERE flow = $1 AND key = $2";
+
+/// Remember a schedule item for the run's flow, unless it was already seen. Values:
+/// [`item_values`].
+const REMEMBER_ITEM: &str = "INSERT INTO schedule_items (flow, key, run_id, seen_at) \
+    VALUES ($1, $2, $3, $4) ON CONFLICT (flow, key) DO NOTHING";
+
+/// The first run of a schedule item (flow, key).
+const ITEM_OWNER: &str = "SELECT run_id FROM schedule_items WHERE flow = $1 AND key = $2";
+
+fn claim_values(item: &NewRun, key: &str, expires_at: i64) -> Vec<DbValue> {
+    vec![
+        active_string(&item.run.flow).into(),
+        key.into(),
+        active_string(&item.run.id).into(),
+        expires_at.into(),
+        now_ms().into(),
+    ]
+}
+
+fn item_values(item: &NewRun, key: &str) -> Vec<DbValue> {
+    vec![
+        active_string(&item.run.flow).into(),
+        key.into(),
+        active_string(&item.run.id).into(),
+        now_ms().into(),
+    ]
+}
+
+/// A key or item already taken, by the run `owner` (empty if it has gone since).
+fn duplicate(owner: Option<String>) -> Accepted {
+    Accepted::Duplicate {
+        run_id: owner.unwrap_or_default(),
     }
+}
+
+async fn owner_of(
+    txn: &DatabaseTransaction,
+    stmt: sea_orm::Statement,
+) -> Result<Option<String>, DbErr> {
     #[derive(FromQueryResult)]
-    struct Existing {
+    struct Owner {
         run_id: String,
     }
-    let stmt = store.stmt(
-        "SELECT run_id FROM schedule_items WHERE flow = $1 AND key = $2",
-        vec![flow.into(), key.into()],
-    );
-    let existing = Existing::find_by_statement(stmt).one(txn).await?;
-    Ok(Accepted::Duplicate {
-        run_id: existing.map(|e| e.run_id).unwrap_or_default(),
-    })
+    Ok(Owner::find_by_statement(stmt)
+        .one(txn)
+        .await?
+        .map(|o| o.run_id))
 }
 
 fn active_string(v: &ActiveValue<String>) -> String {

@@ -1,0 +1,274 @@
+//! A batch of new rows written through SQLite's C API, on the writer connection borrowed from
+//! sqlx. Through sea-orm and sqlx every statement of a webhook batch was a round trip to the
+//! connection's own thread, its values copied twice on the way (into the driver's arguments, then
+//! into SQLite) and its many-row text hashed to find the prepared statement. Here one prepared
+//! single-row insert per table is stepped once per row with the values bound in place; only the
+//! commit, which waits for the disk, goes back through the connection's thread.
+
+use std::{
+    collections::HashMap,
+    ffi::{CStr, c_char, c_int},
+    ptr,
+};
+
+use libsqlite3_sys as ffi;
+use sea_orm::{DatabaseConnection, DbErr, Value, sqlx};
+
+/// Rows for one table: the values of each row in the order of `columns`.
+pub(crate) struct Rows {
+    pub table: &'static str,
+    pub columns: Vec<&'static str>,
+    pub rows: Vec<Vec<Value>>,
+}
+
+/// Run `write` in one transaction on `db`'s connection (`BEGIN IMMEDIATE`), and commit. If
+/// `write` or the commit fails, the transaction is rolled back and nothing is left behind.
+/// `write` runs on the calling thread while the connection is locked: it must only write.
+pub(crate) async fn transaction<T>(
+    db: &DatabaseConnection,
+    write: impl FnOnce(&mut Txn) -> Result<T, DbErr>,
+) -> Result<T, DbErr> {
+    let pool = db.get_sqlite_connection_pool();
+    let mut conn = pool.acquire().await.map_err(sqlx_err)?;
+    let written = {
+        let mut handle = conn.lock_handle().await.map_err(sqlx_err)?;
+        let raw = handle.as_raw_handle().as_ptr();
+        let mut txn = Txn {
+            db: raw,
+            stmts: HashMap::new(),
+        };
+        // SAFETY: `raw` is the live connection, locked against its worker thread until `handle`
+        // drops at the end of this block; `txn`, which finalizes its statements, drops first.
+        let res = unsafe { txn.exec(c"BEGIN IMMEDIATE") }.and_then(|()| write(&mut txn));
+        drop(txn);
+        // SAFETY: as above.
+        if res.is_err() && unsafe { ffi::sqlite3_get_autocommit(raw) } == 0 {
+            let _ = unsafe { exec(raw, c"ROLLBACK") };
+        }
+        res
+    };
+    let out = written?;
+    if let Err(e) = sqlx::Executor::execute(&mut *conn, "COMMIT").await {
+        // A commit that failed (busy, full disk) leaves the transaction open.
+        let _ = sqlx::Executor::execute(&mut *conn, "ROLLBACK").await;
+        return Err(sqlx_err(e));
+    }
+    Ok(out)
+}
+
+fn sqlx_err(e: sqlx::Error) -> DbErr {
+    DbErr::Custom(format!("SQLite: {e}"))
+}
+
+/// An open write transaction; each statement is prepared once per transaction.
+pub(crate) struct Txn {
+    db: *mut ffi::sqlite3,
+    stmts: HashMap<String, Stmt>,
+}
+
+impl Txn {
+    /// Insert `rows` one at a time, with `tail` (an `ON CONFLICT` clause) after the values.
+    pub fn insert(&mut self, rows: &Rows, tail: &str) -> Result<(), DbErr> {
+        if rows.rows.is_empty() {
+            return Ok(());
+        }
+        let sql = insert_sql(rows.table, &rows.columns) + tail;
+        for row in &rows.rows {
+            self.execute(&sql, row)?;
+        }
+        Ok(())
+    }
+
+    /// Run `sql` with `values` bound to its `?` parameters; returns the rows it changed.
+    pub fn execute(&mut self, sql: &str, values: &[Value]) -> Result<u64, DbErr> {
+        let db = self.db;
+        let stmt = self.run(sql, values)?;
+        // SAFETY: a statement of this open connection, bound by `run`.
+        let rc = unsafe { ffi::sqlite3_step(stmt) };
+        unsafe { finish(stmt) };
+        if rc != ffi::SQLITE_DONE && rc != ffi::SQLITE_ROW {
+            return Err(unsafe { error(db, rc, sql) });
+        }
+        Ok(unsafe { ffi::sqlite3_changes64(db) } as u64)
+    }
+
+    /// The first column of the first row `sql` returns, as text.
+    pub fn query_text(&mut self, sql: &str, values: &[Value]) -> Result<Option<String>, DbErr> {
+        let db = self.db;
+        let stmt = self.run(sql, values)?;
+        // SAFETY: a statement of this open connection, bound by `run`; the text is copied out
+        // before the statement is reset.
+        unsafe {
+            let rc = ffi::sqlite3_step(stmt);
+            let out = match rc {
+                ffi::SQLITE_ROW => {
+                    let text = ffi::sqlite3_column_text(stmt, 0);
+                    (!text.is_null()).then(|| {
+                        let len = ffi::sqlite3_column_bytes(stmt, 0) as usize;
+                        let bytes = std::slice::from_raw_parts(text, len);
+                        String::from_utf8_lossy(bytes).into_owned()
+                    })
+                }
+                ffi::SQLITE_DONE => None,
+                rc => {
+                    finish(stmt);
+                    return Err(error(db, rc, sql));
+                }
+            };
+            finish(stmt);
+            Ok(out)
+        }
+    }
+
+    /// The prepared statement for `sql`, with `values` bound.
+    fn run(&mut self, sql: &str, values: &[Value]) -> Result<*mut ffi::sqlite3_stmt, DbErr> {
+        let db = self.db;
+        let stmt = match self.stmts.get(sql) {
+            Some(stmt) => stmt.0,
+            None => {
+                // SAFETY: an open connection; the statement is finalized with `self`.
+                let stmt = unsafe { prepare(db, sql)? };
+                self.stmts.entry(sql.to_string()).or_insert(stmt).0
+            }
+        };
+        for (i, v) in values.iter().enumerate() {
+            // SAFETY: `values` outlive the statement's next step, which the caller takes
+            // before returning (SQLITE_STATIC: SQLite reads them in place, not copying them).
+            let rc = unsafe { bind(stmt, i as c_int + 1, v) };
+            unsafe { check(db, rc, sql)? };
+        }
+        Ok(stmt)
+    }
+
+    /// SAFETY: an open connection.
+    unsafe fn exec(&self, sql: &CStr) -> Result<(), DbErr> {
+        unsafe { exec(self.db, sql) }
+    }
+}
+
+/// Ready the statement for its next use, and let go of the values bound to it.
+///
+/// SAFETY: a live statement.
+unsafe fn finish(stmt: *mut ffi::sqlite3_stmt) {
+    unsafe {
+        ffi::sqlite3_reset(stmt);
+        ffi::sqlite3_clear_bindings(stmt);
+    }
+}
+
+/// A prepared statement, finalized when dropped.
+struct Stmt(*mut ffi::sqlite3_stmt);
+
+impl Drop for Stmt {
+    fn drop(&mut self) {
+        // SAFETY: the statement was prepared on a connection still open and locked.
+        unsafe { ffi::sqlite3_finalize(self.0) };
+    }
+}
+
+/// SAFETY: `db` is an open connection.
+unsafe fn prepare(db: *mut ffi::sqlite3, sql: &str) -> Result<Stmt, DbErr> {
+    let mut raw = ptr::null_mut();
+    // SAFETY: per the caller; `sql` outlives the call, its length is given.
+    let rc = unsafe {
+        ffi::sqlite3_prepare_v3(
+            db,
+            sql.as_ptr() as *const c_char,
+            sql.len() as c_int,
+            0,
+            &mut raw,
+            ptr::null_mut(),
+        )
+    };
+    let stmt = Stmt(raw);
+    unsafe { check(db, rc, sql)? };
+    Ok(stmt)
+}
+
+/// `INSERT OR FAIL` (see `rows::insert`) of one row.
+fn insert_sql(table: &str, columns: &[&str]) -> String {
+    let mut sql = format!("INSERT OR FAIL INTO \"{table}\" (");
+    for (i, c) in columns.iter().enumerate() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('"');
+        sql.push_str(c);
+        sql.push('"');
+    }
+    sql.push_str(") VALUES (");
+    for i in 0..columns.len() {
+        sql.push_str(if i > 0 { ", ?" } else { "?" });
+    }
+    sql.push(')');
+    sql
+}
+
+/// Bind `v` as sqlx would encode it: integers and booleans as integers, strings as text, bytes
+/// as a blob.
+///
+/// SAFETY: `stmt` is a live statement; `v` outlives its next step.
+unsafe fn bind(stmt: *mut ffi::sqlite3_stmt, i: c_int, v: &Value) -> c_int {
+    let int = |n: Option<i64>| match n {
+        Some(n) => unsafe { ffi::sqlite3_bind_int64(stmt, i, n) },
+        None => unsafe { ffi::sqlite3_bind_null(stmt, i) },
+    };
+    match v {
+        Value::Bool(b) => int(b.map(i64::from)),
+        Value::TinyInt(n) => int(n.map(i64::from)),
+        Value::SmallInt(n) => int(n.map(i64::from)),
+        Value::Int(n) => int(n.map(i64::from)),
+        Value::BigInt(n) => int(*n),
+        Value::TinyUnsigned(n) => int(n.map(i64::from)),
+        Value::SmallUnsigned(n) => int(n.map(i64::from)),
+        Value::Unsigned(n) => int(n.map(i64::from)),
+        Value::Double(Some(x)) => unsafe { ffi::sqlite3_bind_double(stmt, i, *x) },
+        Value::String(Some(s)) => unsafe {
+            ffi::sqlite3_bind_text64(
+                stmt,
+                i,
+                s.as_ptr() as *const c_char,
+                s.len() as u64,
+                ffi::SQLITE_STATIC(),
+                ffi::SQLITE_UTF8 as u8,
+            )
+        },
+        Value::Bytes(Some(b)) => unsafe {
+            ffi::sqlite3_bind_blob64(
+                stmt,
+                i,
+                b.as_ptr().cast(),
+                b.len() as u64,
+                ffi::SQLITE_STATIC(),
+            )
+        },
+        Value::Double(None) | Value::String(None) | Value::Bytes(None) => unsafe {
+            ffi::sqlite3_bind_null(stmt, i)
+        },
+        // No column of the tables written here has another type.
+        _ => ffi::SQLITE_MISMATCH,
+    }
+}
+
+/// SAFETY: `db` is a live connection.
+unsafe fn exec(db: *mut ffi::sqlite3, sql: &CStr) -> Result<(), DbErr> {
+    let rc = unsafe { ffi::sqlite3_exec(db, sql.as_ptr(), None, ptr::null_mut(), ptr::null_mut()) };
+    unsafe { check(db, rc, "") }
+}
+
+/// SAFETY: `db` is a live connection.
+unsafe fn check(db: *mut ffi::sqlite3, rc: c_int, sql: &str) -> Result<(), DbErr> {
+    if rc == ffi::SQLITE_OK {
+        Ok(())
+    } else {
+        Err(unsafe { error(db, rc, sql) })
+    }
+}
+
+/// SAFETY: `db` is a live connection.
+unsafe fn error(db: *mut ffi::sqlite3, rc: c_int, sql: &str) -> DbErr {
+    let msg = unsafe { CStr::from_ptr(ffi::sqlite3_errmsg(db)) }.to_string_lossy();
+    // The statement's opening words say which write failed; values are never shown.
+    let what: String = sql.chars().take(60).collect();
+    DbErr::Custom(format!("SQLite error {rc} in `{what}…`: {msg}"))
+}
