@@ -3,7 +3,7 @@
 //! the commit that holds its row before answering. A new run that a free worker of this
 //! process can take is written already claimed and handed over (see [`crate::handoff`]).
 
-use std::sync::Arc;
+use std::{mem::take, sync::Arc};
 
 use flows_engine::StepRecord;
 use sea_orm::{
@@ -90,6 +90,7 @@ impl Writer {
             store,
             handoff,
             queued: Box::new(queued),
+            thread: None,
         };
         tokio::spawn(run(cx, rx, steps));
         Writer { tx }
@@ -127,11 +128,16 @@ struct Cx {
     store: Store,
     handoff: Arc<Handoff>,
     queued: Box<dyn Fn() + Send + Sync>,
+    /// On SQLite, where the batches are written (through the pool if it could not start).
+    thread: Option<raw_sqlite::WriterThread>,
 }
 
 /// The writer task: commit what arrives until every [`Writer`] is gone, then go on writing
 /// the adopted step records (if any) until the store is gone.
-async fn run(cx: Cx, mut rx: mpsc::Receiver<Job>, steps: Option<StepJobs>) {
+async fn run(mut cx: Cx, mut rx: mpsc::Receiver<Job>, steps: Option<StepJobs>) {
+    if !cx.store.is_postgres() {
+        cx.thread = raw_sqlite::WriterThread::start(&cx.store.writer_db).await;
+    }
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let Some(mut steps) = steps else {
         while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
@@ -176,13 +182,7 @@ async fn write_batch(cx: &Cx, batch: &mut Vec<Job>, records: &mut Vec<StepJob>) 
         step_writer::write_in_turn(&cx.store.writer_db, &cx.store.write_gate, records).await;
         return;
     }
-    let mut items: Vec<(&mut NewRun, Option<&str>)> = batch
-        .iter_mut()
-        .map(|j| (&mut j.item, j.seen.as_deref()))
-        .collect();
-    let res = insert_all(cx, &mut items, records).await;
-    drop(items);
-    match res {
+    match insert_all(cx, batch, records).await {
         Ok(results) => {
             for (job, res) in batch.drain(..).zip(results) {
                 let _ = job.done.send(Ok(res));
@@ -204,37 +204,51 @@ async fn write_batch(cx: &Cx, batch: &mut Vec<Job>, records: &mut Vec<StepJob>) 
                 return;
             }
             tracing::debug!(error = %e, size = batch.len(), "batch insert failed; retrying rows singly");
-            for mut job in batch.drain(..) {
-                let res = insert_all(
-                    cx,
-                    &mut [(&mut job.item, job.seen.as_deref())],
-                    &mut Vec::new(),
-                )
-                .await
-                .map(|mut r| r.remove(0))
-                .map_err(|e| e.to_string());
-                let _ = job.done.send(res);
+            for job in std::mem::take(batch) {
+                let mut one = vec![job];
+                let res = insert_all(cx, &mut one, &mut Vec::new())
+                    .await
+                    .map(|mut r| r.remove(0))
+                    .map_err(|e| e.to_string());
+                // Gone only if the writer thread stopped with it: its sender answers then.
+                if let Some(job) = one.pop() {
+                    let _ = job.done.send(res);
+                }
             }
         }
     }
 }
 
 /// Write `items` in one transaction; after the commit, hand over the runs reserved for this
-/// process's workers and wake the workers for the rest.
+/// process's workers and wake the workers for the rest. `items` and `records` are as they came
+/// when this returns, whatever the outcome (unless the writer thread has stopped).
 async fn insert_all(
     cx: &Cx,
-    items: &mut [(&mut NewRun, Option<&str>)],
+    items: &mut Vec<Job>,
     records: &mut Vec<StepJob>,
 ) -> Result<Vec<Accepted>, DbErr> {
     let store = &cx.store;
     let turn = store.write_turn().await;
     let started = std::time::Instant::now();
-    let (results, mut plan, affected) = if store.is_postgres() {
-        write_postgres(cx, &turn, items, records).await?
-    } else {
-        let handoff = &*cx.handoff;
-        raw_sqlite::transaction(&turn, |txn| write_sqlite(txn, handoff, items, records)).await?
+    let written = match &cx.thread {
+        _ if store.is_postgres() => write_postgres(cx, &turn, items, records).await,
+        Some(thread) => {
+            let (jobs, recs, handoff) = (take(items), take(records), cx.handoff.clone());
+            let (jobs, recs, res) = thread
+                .run(move |txn| {
+                    let res = txn.within(|txn| write_sqlite(txn, handoff, &jobs, &recs));
+                    (jobs, recs, res)
+                })
+                .await?;
+            (*items, *records) = (jobs, recs);
+            res
+        }
+        None => {
+            let handoff = cx.handoff.clone();
+            raw_sqlite::transaction(&turn, |txn| write_sqlite(txn, handoff, items, records)).await
+        }
     };
+    let (results, mut plan, affected) = written?;
     drop(turn);
     let took = started.elapsed();
     crate::metrics::group_commit("webhooks", items.len(), took);
@@ -243,7 +257,7 @@ async fn insert_all(
         step_writer::committed(records, affected);
     }
     for (i, run) in std::mem::take(&mut plan.handed.runs) {
-        let (prior, trigger) = match items[i].0.ahead.take() {
+        let (prior, trigger) = match items[i].item.ahead.take() {
             Some(a) => (a.records, Some(a.trigger)),
             None => (Vec::new(), None),
         };
@@ -259,7 +273,7 @@ async fn insert_all(
         }
     }
     for &i in &plan.parked {
-        let item = &mut *items[i].0;
+        let item = &mut items[i].item;
         if let Some(ahead) = item.ahead.take() {
             cx.handoff.park(active_string(&item.run.id), ahead.trigger);
         }
@@ -271,14 +285,14 @@ async fn insert_all(
 }
 
 /// What a batch writes once its keys are claimed, and what becomes of its new runs.
-struct Plan<'h> {
+struct Plan {
     events: Vec<events::ActiveModel>,
     runs: Vec<runs::ActiveModel>,
     /// Records of steps run ahead, for runs that ended as they were accepted and for runs
     /// handed over with them; a queued run leaves them out and its claimer computes those
     /// steps again (cheaper than reading their records back).
     steps: Vec<step_runs::ActiveModel>,
-    handed: Handed<'h>,
+    handed: Handed,
     /// New runs left in the queue: their parsed triggers wait in `handoff` for the claim.
     parked: Vec<usize>,
     /// Some new run waits in the queue.
@@ -287,12 +301,12 @@ struct Plan<'h> {
 
 /// Runs reserved for this process's workers, written already claimed; given back to the
 /// handover if the batch is not committed.
-struct Handed<'h> {
-    handoff: &'h Handoff,
+struct Handed {
+    handoff: Arc<Handoff>,
     runs: Vec<(usize, runs::ActiveModel)>,
 }
 
-impl Drop for Handed<'_> {
+impl Drop for Handed {
     fn drop(&mut self) {
         for (_, run) in &self.runs {
             self.handoff.settle(active_str(&run.flow));
@@ -302,11 +316,7 @@ impl Drop for Handed<'_> {
 
 /// The rows of the items that queue a run (`results`), each new run claimed for a worker of
 /// this process if one is free.
-fn plan<'h>(
-    handoff: &'h Handoff,
-    items: &[(&mut NewRun, Option<&str>)],
-    results: &[Accepted],
-) -> Plan<'h> {
+fn plan(handoff: Arc<Handoff>, items: &[Job], results: &[Accepted]) -> Plan {
     let now = now_ms();
     let fresh = (0..items.len()).filter(|&i| results[i] == Accepted::Queued);
     let mut plan = Plan {
@@ -314,14 +324,14 @@ fn plan<'h>(
         runs: Vec::with_capacity(items.len()),
         steps: Vec::new(),
         handed: Handed {
-            handoff,
+            handoff: handoff.clone(),
             runs: Vec::new(),
         },
         parked: Vec::new(),
         queued: false,
     };
     for i in fresh {
-        let item = &*items[i].0;
+        let item = &items[i].item;
         plan.events.extend(item.event.clone());
         let mut run = item.run.clone();
         let mut keep_steps = true;
@@ -346,18 +356,18 @@ fn plan<'h>(
     plan
 }
 
-type Written<'h> = (Vec<Accepted>, Plan<'h>, Vec<u64>);
+type Written = (Vec<Accepted>, Plan, Vec<u64>);
 
 /// The batch on SQLite, through its C API (see `raw_sqlite`): keys, new rows, then the records
 /// of running runs, whose runs were committed long before.
-fn write_sqlite<'h>(
+fn write_sqlite(
     txn: &mut raw_sqlite::Txn,
-    handoff: &'h Handoff,
-    items: &[(&mut NewRun, Option<&str>)],
+    handoff: Arc<Handoff>,
+    items: &[Job],
     records: &[StepJob],
-) -> Result<Written<'h>, DbErr> {
+) -> Result<Written, DbErr> {
     let mut results = Vec::with_capacity(items.len());
-    for (item, seen) in items {
+    for Job { item, seen, .. } in items {
         let mut res = match &item.dedupe {
             Some((key, expires_at)) => {
                 let values = claim_values(item, key, *expires_at);
@@ -388,16 +398,16 @@ fn write_sqlite<'h>(
 }
 
 /// The batch on PostgreSQL, in a transaction through sea-orm.
-async fn write_postgres<'h>(
-    cx: &'h Cx,
+async fn write_postgres(
+    cx: &Cx,
     db: &sea_orm::DatabaseConnection,
-    items: &[(&mut NewRun, Option<&str>)],
+    items: &[Job],
     records: &[StepJob],
-) -> Result<Written<'h>, DbErr> {
+) -> Result<Written, DbErr> {
     let store = &cx.store;
     let txn = db.begin().await?;
     let mut results = Vec::with_capacity(items.len());
-    for (item, seen) in items {
+    for Job { item, seen, .. } in items {
         let mut res = match &item.dedupe {
             Some((key, expires_at)) => {
                 let values = claim_values(item, key, *expires_at);
@@ -429,7 +439,7 @@ async fn write_postgres<'h>(
         }
         results.push(res);
     }
-    let mut plan = plan(&cx.handoff, items, &results);
+    let mut plan = plan(cx.handoff.clone(), items, &results);
     rows::insert(&txn, std::mem::take(&mut plan.events)).await?;
     let runs = std::mem::take(&mut plan.runs);
     if !runs.is_empty() {
