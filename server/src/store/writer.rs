@@ -90,7 +90,7 @@ impl Writer {
             store,
             handoff,
             queued: Box::new(queued),
-            thread: None,
+            thread: tokio::sync::OnceCell::new(),
         };
         tokio::spawn(run(cx, rx, steps));
         Writer { tx }
@@ -129,15 +129,14 @@ struct Cx {
     handoff: Arc<Handoff>,
     queued: Box<dyn Fn() + Send + Sync>,
     /// On SQLite, where the batches are written (through the pool if it could not start).
-    thread: Option<raw_sqlite::WriterThread>,
+    /// Started with the first batch: its connection and its thread's heap are ≈ 1.2 MiB that
+    /// a server which takes no webhooks does not need.
+    thread: tokio::sync::OnceCell<Option<raw_sqlite::WriterThread>>,
 }
 
 /// The writer task: commit what arrives until every [`Writer`] is gone, then go on writing
 /// the adopted step records (if any) until the store is gone.
-async fn run(mut cx: Cx, mut rx: mpsc::Receiver<Job>, steps: Option<StepJobs>) {
-    if !cx.store.is_postgres() {
-        cx.thread = raw_sqlite::WriterThread::start(&cx.store.writer_db).await;
-    }
+async fn run(cx: Cx, mut rx: mpsc::Receiver<Job>, steps: Option<StepJobs>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let Some(mut steps) = steps else {
         while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
@@ -230,7 +229,14 @@ async fn insert_all(
     let store = &cx.store;
     let turn = store.write_turn().await;
     let started = std::time::Instant::now();
-    let written = match &cx.thread {
+    let thread = if store.is_postgres() {
+        &None
+    } else {
+        cx.thread
+            .get_or_init(|| raw_sqlite::WriterThread::start(&store.writer_db))
+            .await
+    };
+    let written = match thread {
         _ if store.is_postgres() => write_postgres(cx, &turn, items, records).await,
         Some(thread) => {
             let (jobs, recs, handoff) = (take(items), take(records), cx.handoff.clone());
