@@ -57,6 +57,23 @@ pub(crate) async fn transaction<T>(
     Ok(out)
 }
 
+/// Run `f` with `db`'s connection, locked against its own thread (no transaction is begun:
+/// see [`Txn::within`]). For a database in memory, whose commits do not wait for a disk.
+pub(crate) async fn with_connection<T>(
+    db: &DatabaseConnection,
+    f: impl FnOnce(&mut Txn) -> T,
+) -> Result<T, DbErr> {
+    let pool = db.get_sqlite_connection_pool();
+    let mut conn = pool.acquire().await.map_err(sqlx_err)?;
+    let mut handle = conn.lock_handle().await.map_err(sqlx_err)?;
+    let mut txn = Txn {
+        db: handle.as_raw_handle().as_ptr(),
+        stmts: HashMap::new(),
+    };
+    // `txn` finalizes its statements before `handle` unlocks the connection.
+    Ok(f(&mut txn))
+}
+
 fn sqlx_err(e: sqlx::Error) -> DbErr {
     DbErr::Custom(format!("SQLite: {e}"))
 }
@@ -326,6 +343,13 @@ impl WriterThread {
             }
             Err(_) => None,
         }
+    }
+
+    /// Start `f` on the writer thread, after what was handed to it before, without waiting.
+    pub fn spawn(&self, f: impl FnOnce(&mut Txn) + Send + 'static) -> Result<(), DbErr> {
+        self.jobs
+            .send(Box::new(f))
+            .map_err(|_| DbErr::Custom("the SQLite writer thread has stopped".into()))
     }
 
     /// Run `f` on the writer thread, with its connection (not in a transaction: see

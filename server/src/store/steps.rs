@@ -259,6 +259,39 @@ async fn write_ops(txn: &DatabaseTransaction, ops: Vec<&Op>) -> Result<Vec<u64>,
         .collect())
 }
 
+/// [`write_batch`] on SQLite's C API, on the caller's connection: the batch in one
+/// transaction, or if that fails each record in one of its own.
+pub(crate) fn write_alone_raw(txn: &mut raw_sqlite::Txn, batch: &mut Vec<Job>) {
+    if batch.is_empty() {
+        return;
+    }
+    let started = std::time::Instant::now();
+    match txn.within(|t| write_in_raw(t, batch)) {
+        Ok(affected) => {
+            crate::metrics::group_commit("steps", affected.len(), started.elapsed());
+            committed(batch, affected);
+        }
+        Err(e) if batch.len() > 1 => {
+            tracing::debug!(error = %e, size = batch.len(), "step batch failed; retrying rows singly");
+            for job in batch.drain(..) {
+                let res = txn
+                    .within(|t| write_ops_raw(t, &[&job.op]))
+                    .map(|n| n[0])
+                    .map_err(|e| e.to_string());
+                answer(job, res);
+            }
+        }
+        Err(e) => failed(batch, &e.to_string()),
+    }
+}
+
+/// Fail every job of `batch` with `error`.
+pub(crate) fn failed(batch: &mut Vec<Job>, error: &str) {
+    for job in batch.drain(..) {
+        answer(job, Err(error.to_string()));
+    }
+}
+
 /// [`write_in`] in a transaction on SQLite's C API.
 pub(crate) fn write_in_raw(txn: &mut raw_sqlite::Txn, batch: &[Job]) -> Result<Vec<u64>, DbErr> {
     let ops: Vec<&Op> = batch.iter().map(|j| &j.op).collect();

@@ -89,8 +89,7 @@ impl Writer {
         let cx = Cx {
             store,
             handoff,
-            queued: Box::new(queued),
-            thread: tokio::sync::OnceCell::new(),
+            queued: Arc::new(queued),
         };
         tokio::spawn(run(cx, rx, steps));
         Writer { tx }
@@ -127,21 +126,22 @@ impl Writer {
 struct Cx {
     store: Store,
     handoff: Arc<Handoff>,
-    queued: Box<dyn Fn() + Send + Sync>,
-    /// On SQLite, where the batches are written (through the pool if it could not start).
-    /// Started with the first batch: its connection and its thread's heap are ≈ 1.2 MiB that
-    /// a server which takes no webhooks does not need.
-    thread: tokio::sync::OnceCell<Option<raw_sqlite::WriterThread>>,
+    queued: Queued,
 }
+
+/// Called after a commit that left new runs in the queue.
+type Queued = Arc<dyn Fn() + Send + Sync>;
 
 /// The writer task: commit what arrives until every [`Writer`] is gone, then go on writing
 /// the adopted step records (if any) until the store is gone.
 async fn run(cx: Cx, mut rx: mpsc::Receiver<Job>, steps: Option<StepJobs>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut out = Outlet::NotYet;
     let Some(mut steps) = steps else {
         while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-            write_batch(&cx, &mut batch, &mut Vec::new()).await;
+            out.write(&cx, &mut batch, &mut Vec::new()).await;
         }
+        out.finish().await;
         return;
     };
     let mut records = Vec::with_capacity(step_writer::MAX_BATCH);
@@ -163,8 +163,9 @@ async fn run(cx: Cx, mut rx: mpsc::Receiver<Job>, steps: Option<StepJobs>) {
                 Err(_) => break,
             }
         }
-        write_batch(&cx, &mut batch, &mut records).await;
+        out.write(&cx, &mut batch, &mut records).await;
     }
+    out.finish().await;
     // No more webhooks: keep writing step records without holding the store.
     let (db, gate) = (cx.store.writer_db.clone(), cx.store.write_gate.clone());
     drop(cx);
@@ -174,6 +175,192 @@ async fn run(cx: Cx, mut rx: mpsc::Receiver<Job>, steps: Option<StepJobs>) {
     step_writer::write_alone(steps, db, gate).await;
 }
 
+/// Where the writer task's batches go.
+enum Outlet {
+    /// Decided with the first batch.
+    NotYet,
+    /// SQLite: to the writer thread, which commits them and answers their senders itself; the
+    /// task only hands them over, so the thread goes from one commit to the next without
+    /// waiting for this task to wake up in between. Started with the first batch: its
+    /// connection and its thread's heap are ≈ 1.2 MiB that a server which takes no webhooks
+    /// does not need.
+    Thread {
+        thread: raw_sqlite::WriterThread,
+        batches: mpsc::Sender<Pending>,
+    },
+    /// SQLite in memory (no file for a second connection): the same, on the pooled connection.
+    Pooled,
+    /// PostgreSQL: through sea-orm, from this task.
+    Postgres,
+}
+
+/// Webhooks and step records handed to the writer thread.
+struct Pending {
+    jobs: Vec<Job>,
+    records: Vec<StepJob>,
+}
+
+impl Outlet {
+    /// Write `batch` and `records` (both left empty) and answer their senders.
+    async fn write(&mut self, cx: &Cx, batch: &mut Vec<Job>, records: &mut Vec<StepJob>) {
+        if let Outlet::NotYet = self {
+            *self = Outlet::start(cx).await;
+        }
+        match self {
+            Outlet::Thread { batches, .. } => {
+                let pending = Pending {
+                    jobs: take(batch),
+                    records: take(records),
+                };
+                // If the thread has stopped, the senders dropped with `pending` are told.
+                let _ = batches.send(pending).await;
+            }
+            Outlet::Pooled => {
+                let sh = Shared::of(cx);
+                let turn = cx.store.write_turn().await;
+                let written = raw_sqlite::with_connection(&turn, |txn| {
+                    write_batch_sqlite(txn, &sh, batch, records)
+                })
+                .await;
+                if let Err(e) = written {
+                    fail(batch, &e);
+                    step_writer::failed(records, &e.to_string());
+                }
+            }
+            Outlet::Postgres | Outlet::NotYet => write_batch(cx, batch, records).await,
+        }
+    }
+
+    async fn start(cx: &Cx) -> Outlet {
+        if cx.store.is_postgres() {
+            return Outlet::Postgres;
+        }
+        let Some(thread) = raw_sqlite::WriterThread::start(&cx.store.writer_db).await else {
+            return Outlet::Pooled;
+        };
+        // A few batches in hand: the thread merges whatever waits into its next commit.
+        let (batches, rx) = mpsc::channel(64);
+        let sh = Shared::of(cx);
+        let gate = cx.store.write_gate.clone();
+        let started = thread.spawn(move |txn| serve_batches(txn, rx, &sh, &gate));
+        match started {
+            Ok(()) => Outlet::Thread { thread, batches },
+            Err(_) => Outlet::Pooled,
+        }
+    }
+
+    /// Wait until the thread has written every batch handed to it.
+    async fn finish(self) {
+        if let Outlet::Thread { thread, batches } = self {
+            drop(batches);
+            let _ = thread.run(|_| ()).await;
+        }
+    }
+}
+
+/// What the writer thread shares with the task.
+struct Shared {
+    handoff: Arc<Handoff>,
+    queued: Queued,
+}
+
+impl Shared {
+    fn of(cx: &Cx) -> Shared {
+        Shared {
+            handoff: cx.handoff.clone(),
+            queued: cx.queued.clone(),
+        }
+    }
+}
+
+/// The writer thread's loop: take what has been handed over, merge whatever else waits, take
+/// the process's write turn and write it all in one commit; until the task lets go.
+fn serve_batches(
+    txn: &mut raw_sqlite::Txn,
+    mut rx: mpsc::Receiver<Pending>,
+    sh: &Shared,
+    gate: &super::WriteGate,
+) {
+    while let Some(Pending {
+        mut jobs,
+        mut records,
+    }) = rx.blocking_recv()
+    {
+        while jobs.len() < MAX_BATCH && records.len() < step_writer::MAX_BATCH {
+            match rx.try_recv() {
+                Ok(more) => {
+                    jobs.extend(more.jobs);
+                    records.extend(more.records);
+                }
+                Err(_) => break,
+            }
+        }
+        let mut turns = gate.blocking_lock();
+        *turns += 1;
+        write_batch_sqlite(txn, sh, &mut jobs, &mut records);
+    }
+}
+
+/// [`write_batch`] on SQLite, on a connection of the caller's.
+fn write_batch_sqlite(
+    txn: &mut raw_sqlite::Txn,
+    sh: &Shared,
+    batch: &mut Vec<Job>,
+    records: &mut Vec<StepJob>,
+) {
+    if batch.is_empty() {
+        step_writer::write_alone_raw(txn, records);
+        return;
+    }
+    let e = match insert_all_sqlite(txn, sh, batch, records) {
+        Ok(results) => return answer(batch, results),
+        Err(e) => e,
+    };
+    if !records.is_empty() {
+        tracing::debug!(error = %e, "combined commit failed; writing step records on their own");
+        step_writer::write_alone_raw(txn, records);
+    } else if batch.len() == 1 {
+        return fail(batch, &e);
+    }
+    tracing::debug!(error = %e, size = batch.len(), "batch insert failed; retrying rows singly");
+    for job in take(batch) {
+        let mut one = vec![job];
+        let res = insert_all_sqlite(txn, sh, &mut one, &mut Vec::new());
+        match res {
+            Ok(results) => answer(&mut one, results),
+            Err(e) => fail(&mut one, &e),
+        }
+    }
+}
+
+/// [`insert_all`] on SQLite.
+fn insert_all_sqlite(
+    txn: &mut raw_sqlite::Txn,
+    sh: &Shared,
+    items: &mut [Job],
+    records: &mut Vec<StepJob>,
+) -> Result<Vec<Accepted>, DbErr> {
+    let started = std::time::Instant::now();
+    let (results, plan, affected) =
+        txn.within(|t| write_sqlite(t, sh.handoff.clone(), items, records))?;
+    after_commit(sh, items, records, plan, affected, started);
+    Ok(results)
+}
+
+/// Answer each job of a committed batch.
+fn answer(batch: &mut Vec<Job>, results: Vec<Accepted>) {
+    for (job, res) in batch.drain(..).zip(results) {
+        let _ = job.done.send(Ok(res));
+    }
+}
+
+/// Fail each job of a batch with `e`.
+fn fail(batch: &mut Vec<Job>, e: &DbErr) {
+    for job in batch.drain(..) {
+        let _ = job.done.send(Err(e.to_string()));
+    }
+}
+
 /// Commit `batch` and `records` (step records and run ends) together. If that fails, the
 /// records are written on their own first (they are older), then the webhooks as before.
 async fn write_batch(cx: &Cx, batch: &mut Vec<Job>, records: &mut Vec<StepJob>) {
@@ -181,94 +368,67 @@ async fn write_batch(cx: &Cx, batch: &mut Vec<Job>, records: &mut Vec<StepJob>) 
         step_writer::write_in_turn(&cx.store.writer_db, &cx.store.write_gate, records).await;
         return;
     }
-    match insert_all(cx, batch, records).await {
-        Ok(results) => {
-            for (job, res) in batch.drain(..).zip(results) {
-                let _ = job.done.send(Ok(res));
-            }
-        }
-        Err(e) => {
-            // A webhook that failed alone fails; otherwise each is tried again on its own, so
-            // that one bad row does not fail its neighbours.
-            let alone = batch.len() == 1 && records.is_empty();
-            if !records.is_empty() {
-                tracing::debug!(error = %e, "combined commit failed; writing step records on their own");
-                step_writer::write_in_turn(&cx.store.writer_db, &cx.store.write_gate, records)
-                    .await;
-            }
-            if alone {
-                for job in batch.drain(..) {
-                    let _ = job.done.send(Err(e.to_string()));
-                }
-                return;
-            }
-            tracing::debug!(error = %e, size = batch.len(), "batch insert failed; retrying rows singly");
-            for job in std::mem::take(batch) {
-                let mut one = vec![job];
-                let res = insert_all(cx, &mut one, &mut Vec::new())
-                    .await
-                    .map(|mut r| r.remove(0))
-                    .map_err(|e| e.to_string());
-                // Gone only if the writer thread stopped with it: its sender answers then.
-                if let Some(job) = one.pop() {
-                    let _ = job.done.send(res);
-                }
-            }
+    let e = match insert_all(cx, batch, records).await {
+        Ok(results) => return answer(batch, results),
+        Err(e) => e,
+    };
+    // A webhook that failed alone fails; otherwise each is tried again on its own, so that one
+    // bad row does not fail its neighbours.
+    if !records.is_empty() {
+        tracing::debug!(error = %e, "combined commit failed; writing step records on their own");
+        step_writer::write_in_turn(&cx.store.writer_db, &cx.store.write_gate, records).await;
+    } else if batch.len() == 1 {
+        return fail(batch, &e);
+    }
+    tracing::debug!(error = %e, size = batch.len(), "batch insert failed; retrying rows singly");
+    for job in take(batch) {
+        let mut one = vec![job];
+        match insert_all(cx, &mut one, &mut Vec::new()).await {
+            Ok(results) => answer(&mut one, results),
+            Err(e) => fail(&mut one, &e),
         }
     }
 }
 
-/// Write `items` in one transaction; after the commit, hand over the runs reserved for this
-/// process's workers and wake the workers for the rest. `items` and `records` are as they came
-/// when this returns, whatever the outcome (unless the writer thread has stopped).
+/// Write `items` in one transaction (PostgreSQL); after the commit, hand over the runs
+/// reserved for this process's workers and wake the workers for the rest.
 async fn insert_all(
     cx: &Cx,
-    items: &mut Vec<Job>,
+    items: &mut [Job],
     records: &mut Vec<StepJob>,
 ) -> Result<Vec<Accepted>, DbErr> {
-    let store = &cx.store;
-    let turn = store.write_turn().await;
+    let turn = cx.store.write_turn().await;
     let started = std::time::Instant::now();
-    let thread = if store.is_postgres() {
-        &None
-    } else {
-        cx.thread
-            .get_or_init(|| raw_sqlite::WriterThread::start(&store.writer_db))
-            .await
-    };
-    let written = match thread {
-        _ if store.is_postgres() => write_postgres(cx, &turn, items, records).await,
-        Some(thread) => {
-            let (jobs, recs, handoff) = (take(items), take(records), cx.handoff.clone());
-            let (jobs, recs, res) = thread
-                .run(move |txn| {
-                    let res = txn.within(|txn| write_sqlite(txn, handoff, &jobs, &recs));
-                    (jobs, recs, res)
-                })
-                .await?;
-            (*items, *records) = (jobs, recs);
-            res
-        }
-        None => {
-            let handoff = cx.handoff.clone();
-            raw_sqlite::transaction(&turn, |txn| write_sqlite(txn, handoff, items, records)).await
-        }
-    };
-    let (results, mut plan, affected) = written?;
+    let (results, plan, affected) = write_postgres(cx, &turn, items, records).await?;
     drop(turn);
+    after_commit(&Shared::of(cx), items, records, plan, affected, started);
+    Ok(results)
+}
+
+/// After the commit of `items` and `records`: count it, answer the records, hand over the runs
+/// reserved for this process's workers, park the triggers of the queued ones and wake the
+/// workers for them.
+fn after_commit(
+    sh: &Shared,
+    items: &mut [Job],
+    records: &mut Vec<StepJob>,
+    mut plan: Plan,
+    affected: Vec<u64>,
+    started: std::time::Instant,
+) {
     let took = started.elapsed();
     crate::metrics::group_commit("webhooks", items.len(), took);
     if !records.is_empty() {
         crate::metrics::group_commit("steps", records.len(), took);
         step_writer::committed(records, affected);
     }
-    for (i, run) in std::mem::take(&mut plan.handed.runs) {
+    for (i, run) in take(&mut plan.handed.runs) {
         let (prior, trigger) = match items[i].item.ahead.take() {
             Some(a) => (a.records, Some(a.trigger)),
             None => (Vec::new(), None),
         };
         match run.try_into_model() {
-            Ok(run) => cx.handoff.deliver(RunInHand {
+            Ok(run) => sh.handoff.deliver(RunInHand {
                 run,
                 prior: Some(prior),
                 trigger,
@@ -281,13 +441,12 @@ async fn insert_all(
     for &i in &plan.parked {
         let item = &mut items[i].item;
         if let Some(ahead) = item.ahead.take() {
-            cx.handoff.park(active_string(&item.run.id), ahead.trigger);
+            sh.handoff.park(active_string(&item.run.id), ahead.trigger);
         }
     }
     if plan.queued {
-        (cx.queued)();
+        (sh.queued)();
     }
-    Ok(results)
 }
 
 /// What a batch writes once its keys are claimed, and what becomes of its new runs.
