@@ -193,8 +193,15 @@ pub async fn accept_webhook(
     });
     let (id, mut run) = new_run(flow, version, text, 0, None, None);
     run.event_id = Set(event_id);
-    let ahead = run_ahead(app, prepared, version, &id, &mut run, trigger, now).await;
+    let mut ahead = run_ahead(app, prepared, version, &id, &mut run, trigger, now).await;
     let ended = ahead.ended;
+    if ended.is_some() {
+        // A run that ended here is neither handed to a worker nor parked for one: what a
+        // worker would need of it (the parsed trigger, the records' documents) is freed here,
+        // on the thread that allocated it, not by the writer after the commit.
+        ahead.steps.records = Vec::new();
+        ahead.steps.trigger = Value::Null;
+    }
     let dedupe = dedupe.map(|(key, window)| (key, now + window.as_millis() as i64));
     let accepted = app
         .writer

@@ -91,8 +91,20 @@ impl Txn {
             return Ok(());
         }
         let sql = insert_sql(rows.table, &rows.columns) + tail;
+        // Found once for all the rows: hashing the statement's text for each row was a
+        // visible part of the writer's time.
+        let (db, stmt) = (self.db, self.prepared(&sql)?);
         for row in &rows.rows {
-            self.execute(&sql, row)?;
+            // SAFETY: a statement of this open connection, bound in full, then stepped and
+            // reset before the values it reads in place are dropped.
+            unsafe {
+                bind_all(db, stmt, row, &sql)?;
+                let rc = ffi::sqlite3_step(stmt);
+                finish(stmt);
+                if rc != ffi::SQLITE_DONE {
+                    return Err(error(db, rc, &sql));
+                }
+            }
         }
         Ok(())
     }
@@ -140,28 +152,44 @@ impl Txn {
 
     /// The prepared statement for `sql`, with `values` bound.
     fn run(&mut self, sql: &str, values: &[Value]) -> Result<*mut ffi::sqlite3_stmt, DbErr> {
-        let db = self.db;
-        let stmt = match self.stmts.get(sql) {
-            Some(stmt) => stmt.0,
-            None => {
-                // SAFETY: an open connection; the statement is finalized with `self`.
-                let stmt = unsafe { prepare(db, sql)? };
-                self.stmts.entry(sql.to_string()).or_insert(stmt).0
-            }
-        };
-        for (i, v) in values.iter().enumerate() {
-            // SAFETY: `values` outlive the statement's next step, which the caller takes
-            // before returning (SQLITE_STATIC: SQLite reads them in place, not copying them).
-            let rc = unsafe { bind(stmt, i as c_int + 1, v) };
-            unsafe { check(db, rc, sql)? };
-        }
+        let stmt = self.prepared(sql)?;
+        // SAFETY: `values` outlive the statement's next step, which the caller takes before
+        // returning.
+        unsafe { bind_all(self.db, stmt, values, sql)? };
         Ok(stmt)
+    }
+
+    /// The statement for `sql`, prepared on first use.
+    fn prepared(&mut self, sql: &str) -> Result<*mut ffi::sqlite3_stmt, DbErr> {
+        if let Some(stmt) = self.stmts.get(sql) {
+            return Ok(stmt.0);
+        }
+        // SAFETY: an open connection; the statement is finalized with `self`.
+        let stmt = unsafe { prepare(self.db, sql)? };
+        Ok(self.stmts.entry(sql.to_string()).or_insert(stmt).0)
     }
 
     /// SAFETY: an open connection.
     unsafe fn exec(&self, sql: &CStr) -> Result<(), DbErr> {
         unsafe { exec(self.db, sql) }
     }
+}
+
+/// Bind `values` to `stmt`'s parameters, in order (SQLITE_STATIC: SQLite reads them in place
+/// instead of copying them).
+///
+/// SAFETY: `stmt` is a live statement of `db`; `values` outlive its next step.
+unsafe fn bind_all(
+    db: *mut ffi::sqlite3,
+    stmt: *mut ffi::sqlite3_stmt,
+    values: &[Value],
+    sql: &str,
+) -> Result<(), DbErr> {
+    for (i, v) in values.iter().enumerate() {
+        let rc = unsafe { bind(stmt, i as c_int + 1, v) };
+        unsafe { check(db, rc, sql)? };
+    }
+    Ok(())
 }
 
 /// Ready the statement for its next use, and let go of the values bound to it.

@@ -188,7 +188,8 @@ enum Outlet {
         thread: raw_sqlite::WriterThread,
         batches: mpsc::Sender<Pending>,
     },
-    /// SQLite in memory (no file for a second connection): the same, on the pooled connection.
+    /// SQLite where the thread could not start (a database in memory has no file for a second
+    /// connection): the same, on the pooled connection, from this task.
     Pooled,
     /// PostgreSQL: through sea-orm, from this task.
     Postgres,
@@ -796,6 +797,46 @@ mod tests {
             record.await.unwrap(),
             second.await.unwrap(),
         )
+    }
+
+    /// Where the writer thread could not start, the batches go through the pooled connection,
+    /// with the same answers: a new run, then a duplicate of its delivery.
+    #[tokio::test]
+    async fn without_its_thread_the_writer_writes_through_the_pool() {
+        let (_dir, store) = temp_store().await;
+        let (handoff, _) = Handoff::new(4, 4, "wrk_test".into(), 30_000);
+        let cx = Cx {
+            store: store.clone(),
+            handoff: Arc::new(handoff),
+            queued: Arc::new(|| {}),
+        };
+        let mut out = Outlet::Pooled;
+        let mut answers = Vec::new();
+        for id in ["run_1", "run_2"] {
+            let (done, answer) = oneshot::channel();
+            let item = NewRun {
+                dedupe: Some(("delivery-1".into(), i64::MAX)),
+                ..new_run(id)
+            };
+            let mut batch = vec![Job {
+                item,
+                seen: None,
+                done,
+            }];
+            out.write(&cx, &mut batch, &mut Vec::new()).await;
+            assert!(batch.is_empty());
+            answers.push(answer.await.unwrap().unwrap());
+        }
+        assert_eq!(
+            answers,
+            [
+                Accepted::Queued,
+                Accepted::Duplicate {
+                    run_id: "run_1".into()
+                }
+            ]
+        );
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM runs").await, 1);
     }
 
     /// On SQLite, step records and run ends that wait while new webhooks are being written go
