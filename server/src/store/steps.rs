@@ -231,13 +231,7 @@ async fn write_rows<'a>(
 /// Step records first, several rows per statement; then the run ends (each after its own
 /// run's records, all in the same transaction). Returns the rows each op affected.
 async fn write_ops(txn: &DatabaseTransaction, ops: Vec<&Op>) -> Result<Vec<u64>, DbErr> {
-    let rows: Vec<step_runs::ActiveModel> = ops
-        .iter()
-        .filter_map(|op| match op {
-            Op::Step(row) => Some(row.clone()),
-            Op::End(_) => None,
-        })
-        .collect();
+    let rows = step_rows(&ops);
     rows::insert_then(txn, rows, STEP_UPSERT).await?;
     let ends: Vec<&RunEnd> = ops
         .iter()
@@ -292,6 +286,16 @@ pub(crate) fn failed(batch: &mut Vec<Job>, error: &str) {
     }
 }
 
+/// The step records among `ops`.
+fn step_rows(ops: &[&Op]) -> Vec<step_runs::ActiveModel> {
+    ops.iter()
+        .filter_map(|op| match op {
+            Op::Step(row) => Some(row.clone()),
+            Op::End(_) => None,
+        })
+        .collect()
+}
+
 /// [`write_in`] in a transaction on SQLite's C API.
 pub(crate) fn write_in_raw(txn: &mut raw_sqlite::Txn, batch: &[Job]) -> Result<Vec<u64>, DbErr> {
     let ops: Vec<&Op> = batch.iter().map(|j| &j.op).collect();
@@ -300,13 +304,7 @@ pub(crate) fn write_in_raw(txn: &mut raw_sqlite::Txn, batch: &[Job]) -> Result<V
 
 /// [`write_ops`] on SQLite's C API: the records, then each run's end on its own.
 fn write_ops_raw(txn: &mut raw_sqlite::Txn, ops: &[&Op]) -> Result<Vec<u64>, DbErr> {
-    let rows: Vec<step_runs::ActiveModel> = ops
-        .iter()
-        .filter_map(|op| match op {
-            Op::Step(row) => Some(row.clone()),
-            Op::End(_) => None,
-        })
-        .collect();
+    let rows = step_rows(ops);
     txn.insert(&rows::values(rows)?, STEP_UPSERT)?;
     let mut affected = Vec::with_capacity(ops.len());
     for op in ops {
