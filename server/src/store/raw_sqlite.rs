@@ -1,9 +1,10 @@
-//! A batch of new rows written through SQLite's C API, on the writer connection borrowed from
-//! sqlx. Through sea-orm and sqlx every statement of a webhook batch was a round trip to the
-//! connection's own thread, its values copied twice on the way (into the driver's arguments, then
-//! into SQLite) and its many-row text hashed to find the prepared statement. Here one prepared
-//! single-row insert per table is stepped once per row with the values bound in place; only the
-//! commit, which waits for the disk, goes back through the connection's thread.
+//! Group commits written through SQLite's C API. Through sea-orm and sqlx every statement of a
+//! webhook batch was a round trip to the connection's own thread, its values copied twice on the
+//! way (into the driver's arguments, then into SQLite) and its many-row text hashed to find the
+//! prepared statement. Here one prepared single-row insert per table is stepped once per row with
+//! the values bound in place. The webhook writer does it on a connection and a thread of its own
+//! ([`WriterThread`]); [`transaction`] and [`with_connection`] do it on the pooled writer
+//! connection, borrowed from sqlx.
 
 use std::{
     collections::HashMap,
