@@ -79,13 +79,36 @@ fn sqlx_err(e: sqlx::Error) -> DbErr {
     DbErr::Custom(format!("SQLite: {e}"))
 }
 
-/// An open write transaction; each statement is prepared once per transaction.
+/// A connection to write through; each statement is prepared on first use and kept while the
+/// `Txn` lives (for a batch on a borrowed connection, for the thread's life on its own).
 pub(crate) struct Txn {
     db: *mut ffi::sqlite3,
     stmts: HashMap<String, Stmt>,
 }
 
 impl Txn {
+    /// `f` in a transaction (`BEGIN IMMEDIATE`), committed if it succeeds; otherwise, or if the
+    /// commit fails, rolled back.
+    pub fn within<T>(&mut self, f: impl FnOnce(&mut Txn) -> Result<T, DbErr>) -> Result<T, DbErr> {
+        // SAFETY: the open connection of this transaction.
+        let res = unsafe { self.exec(c"BEGIN IMMEDIATE") }
+            .and_then(|()| f(self))
+            .and_then(|out| unsafe { self.exec(c"COMMIT") }.map(|()| out));
+        if res.is_err() && unsafe { ffi::sqlite3_get_autocommit(self.db) } == 0 {
+            let _ = unsafe { self.exec(c"ROLLBACK") };
+        }
+        res
+    }
+
+    /// The file of the connection's main database; empty for a database in memory.
+    fn filename(&self) -> Option<std::ffi::CString> {
+        // SAFETY: an open connection; the name is copied out at once.
+        unsafe {
+            let name = ffi::sqlite3_db_filename(self.db, c"main".as_ptr());
+            (!name.is_null()).then(|| CStr::from_ptr(name).to_owned())
+        }
+    }
+
     /// Insert `rows` one at a time, with `tail` (an `ON CONFLICT` clause) after the values.
     pub fn insert(&mut self, rows: &Rows, tail: &str) -> Result<(), DbErr> {
         if rows.rows.is_empty() {
@@ -337,24 +360,14 @@ impl WriterThread {
     /// Open a second connection to `db`'s file with the same durability, and start its thread;
     /// `None` when the database has no file (in memory) or the connection cannot be opened.
     pub async fn start(db: &DatabaseConnection) -> Option<WriterThread> {
-        let (path, synchronous) = {
-            let pool = db.get_sqlite_connection_pool();
-            let mut conn = pool.acquire().await.ok()?;
-            let mut handle = conn.lock_handle().await.ok()?;
-            let raw = handle.as_raw_handle().as_ptr();
-            // SAFETY: the locked, live connection; the file name is copied before unlocking.
-            let path = unsafe {
-                let name = ffi::sqlite3_db_filename(raw, c"main".as_ptr());
-                (!name.is_null()).then(|| CStr::from_ptr(name).to_owned())
-            }?;
-            let mut txn = Txn {
-                db: raw,
-                stmts: HashMap::new(),
-            };
-            let synchronous = txn.query_text("PRAGMA synchronous", &[]).ok()??;
-            drop(txn);
-            (path, synchronous)
-        };
+        let (path, synchronous) = with_connection(db, |txn| {
+            Some((
+                txn.filename()?,
+                txn.query_text("PRAGMA synchronous", &[]).ok()??,
+            ))
+        })
+        .await
+        .ok()??;
         if path.is_empty() {
             return None;
         }
@@ -433,21 +446,6 @@ fn serve(
     drop(txn);
     // SAFETY: every statement of the connection was finalized with `txn`.
     unsafe { ffi::sqlite3_close(db) };
-}
-
-impl Txn {
-    /// `f` in a transaction (`BEGIN IMMEDIATE`), committed if it succeeds; otherwise, or if the
-    /// commit fails, rolled back.
-    pub fn within<T>(&mut self, f: impl FnOnce(&mut Txn) -> Result<T, DbErr>) -> Result<T, DbErr> {
-        // SAFETY: the open connection of this transaction.
-        let res = unsafe { self.exec(c"BEGIN IMMEDIATE") }
-            .and_then(|()| f(self))
-            .and_then(|out| unsafe { self.exec(c"COMMIT") }.map(|()| out));
-        if res.is_err() && unsafe { ffi::sqlite3_get_autocommit(self.db) } == 0 {
-            let _ = unsafe { self.exec(c"ROLLBACK") };
-        }
-        res
-    }
 }
 
 #[cfg(test)]

@@ -35,42 +35,26 @@ where
     C: ConnectionTrait,
 {
     let backend = db.get_database_backend();
-    let columns: Vec<_> = <A::Entity as EntityTrait>::Column::iter().collect();
     for chunk in fixed_chunks(rows) {
-        let sql = cached_sql(
-            backend,
-            A::Entity::default().table_name(),
-            (chunk.len(), tail),
-            || {
-                let mut sql = insert_sql(
-                    backend,
-                    A::Entity::default().table_name(),
-                    columns.iter().map(IdenStatic::as_str),
-                    chunk.len(),
-                );
-                sql.push_str(tail);
-                sql
-            },
-        );
-        let mut values = Vec::with_capacity(chunk.len() * columns.len());
-        for mut row in chunk {
-            for &c in &columns {
-                values.push(row.take(c).into_value().ok_or_else(|| {
-                    DbErr::Custom(format!(
-                        "insert into {}: {} is not set",
-                        A::Entity::default().table_name(),
-                        c.as_str()
-                    ))
-                })?);
-            }
-        }
+        let rows = values(chunk)?;
+        let sql = cached_sql(backend, rows.table, (rows.rows.len(), tail), || {
+            let mut sql = insert_sql(
+                backend,
+                rows.table,
+                rows.columns.iter().copied(),
+                rows.rows.len(),
+            );
+            sql.push_str(tail);
+            sql
+        });
+        let values: Vec<_> = rows.rows.into_iter().flatten().collect();
         db.execute_raw(Statement::from_sql_and_values(backend, sql, values))
             .await?;
     }
     Ok(())
 }
 
-/// The values of `rows`, column by column, for [`super::raw_sqlite`].
+/// The values of `rows`, column by column: an error names the first column not set.
 pub(crate) fn values<A: ActiveModelTrait>(rows: Vec<A>) -> Result<super::raw_sqlite::Rows, DbErr> {
     let columns: Vec<_> = <A::Entity as EntityTrait>::Column::iter().collect();
     let table = A::Entity::default().table_name();
