@@ -284,7 +284,12 @@ async fn run_ahead(
     let Ok(outcome) = execute(flow, &steps.trigger, &info, Vec::new(), &env).await else {
         return RanAhead { steps, ended: None };
     };
-    steps.rows = outcome.records.iter().map(|r| step_row(id, r)).collect();
+    let body = steps.trigger.get("body");
+    steps.rows = outcome
+        .records
+        .iter()
+        .map(|r| step_row(id, r, body))
+        .collect();
     let ended = outcome.complete.then_some(outcome.status);
     if ended.is_some() {
         run.started_at = Set(Some(now));

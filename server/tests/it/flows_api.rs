@@ -212,6 +212,32 @@ async fn the_api_needs_a_token() {
     }
 }
 
+/// A first step's input is the request's body (stored once, with the trigger); a body that
+/// carries a secret's value shows it redacted in the step's input all the same.
+#[tokio::test]
+async fn a_first_steps_input_is_the_body_and_stays_redacted() {
+    let srv = start().await;
+    let (status, _) = srv
+        .put("/api/secrets/TOKEN", json!({"value": "s3cr3t-value"}))
+        .await;
+    assert_eq!(status, 204);
+    let steps = json!([{"id": "t", "type": "transform",
+        "output": {"auth": "{{ secrets.TOKEN }}", "n": "{{ $.input.n }}"}}]);
+    srv.create_flow(flow("first", webhook("first"), steps))
+        .await;
+    let body = json!({"n": 1, "items": [{"sku": "a"}, 2], "note": "é"});
+    let run = srv.hook_and_wait("first", body.clone()).await;
+    assert_eq!(run["status"], "succeeded");
+    assert_eq!(crate::utils::step(&run, "t")["input"], body);
+    let run = srv
+        .hook_and_wait("first", json!({"n": 2, "note": "s3cr3t-value"}))
+        .await;
+    assert_eq!(
+        crate::utils::step(&run, "t")["input"],
+        json!({"n": 2, "note": "«redacted:TOKEN»"})
+    );
+}
+
 #[tokio::test]
 async fn secrets_are_write_only_and_usable_in_templates() {
     let srv = start().await;
