@@ -197,11 +197,10 @@ fn list_runs_query(f: &RunFilter) -> Select<runs::Entity> {
 /// The predicate of `runs_failed`.
 const FAILED: &str = "status = 'failed'";
 
-/// The row of a step record. An input that is the run's trigger body (`body`, where the caller
-/// has it at hand) is left out, and read back from the trigger by [`Store::run_steps`]: the
-/// first steps' input is the request's body, most of what a run stores, and writing it twice
-/// cost every webhook a third more bytes in its commit. A redacted input differs from the
-/// body, so it is always stored.
+/// The row of a step record. An input equal to the run's trigger body (`body`, where the caller
+/// has it at hand: a first step's input is that body) is left out, and read back from the
+/// trigger by [`Store::run_steps`]; storing it again was a fifth of the bytes a webhook
+/// commits. A redacted input differs from the body, so it is always stored.
 pub fn step_row(run_id: &str, rec: &StepRecord, body: Option<&Value>) -> step_runs::ActiveModel {
     let text = |v: &Value| serde_json::to_string(v).ok();
     let input = match body {
