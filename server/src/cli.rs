@@ -310,7 +310,7 @@ async fn run_once(
         .get_run(&run_id)
         .await?
         .ok_or_else(|| anyhow::anyhow!("run vanished"))?;
-    for step in app.store.run_steps(&run_id).await? {
+    for step in app.store.run_steps(&run).await? {
         let s = step_json(&step);
         println!(
             "── {} [{}] {} ms",

@@ -133,8 +133,8 @@ pub async fn diff(app: &App, before: &runs::Model, after: &runs::Model) -> Resul
             before.flow, after.flow
         )));
     }
-    let a_steps = app.store.run_steps(&before.id).await?;
-    let b_steps = app.store.run_steps(&after.id).await?;
+    let a_steps = app.store.run_steps(before).await?;
+    let b_steps = app.store.run_steps(after).await?;
     let mut order: Vec<String> = Vec::new();
     for r in [after, before] {
         if let Ok(flow) = app

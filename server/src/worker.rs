@@ -279,7 +279,7 @@ async fn execute_run(
         Some(p) => p,
         None => app
             .store
-            .run_steps(&run.id)
+            .run_steps(run)
             .await?
             .iter()
             // A finished step whose payloads were not saved (`--save-steps`) cannot feed the

@@ -146,7 +146,7 @@ async fn handle(
             let mut steps = Map::new();
             for s in app
                 .store
-                .run_steps(&run_id)
+                .run_steps(&run)
                 .await?
                 .iter()
                 .filter_map(step_record)

@@ -91,22 +91,17 @@ impl Store {
         Ok(list_runs_query(f).all(&self.db).await?)
     }
 
-    /// A run's step records, oldest first, each with its input (see [`step_row`]).
-    pub async fn run_steps(&self, run_id: &str) -> Result<Vec<step_runs::Model>, Error> {
+    /// `run`'s step records, oldest first, each with its input (see [`step_row`]: an input
+    /// left out is the body of `run`'s trigger).
+    pub async fn run_steps(&self, run: &runs::Model) -> Result<Vec<step_runs::Model>, Error> {
         let mut steps = step_runs::Entity::find()
-            .filter(step_runs::Column::RunId.eq(run_id))
+            .filter(step_runs::Column::RunId.eq(run.id.as_str()))
             .order_by_asc(step_runs::Column::StartedAt)
             .all(&self.db)
             .await?;
         if steps.iter().any(|s| s.input.is_none()) {
-            let trigger: Option<String> = runs::Entity::find_by_id(run_id.to_string())
-                .select_only()
-                .column(runs::Column::Trigger)
-                .into_tuple()
-                .one(&self.db)
-                .await?;
-            let body = trigger
-                .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            let body = serde_json::from_str::<Value>(&run.trigger)
+                .ok()
                 .and_then(|mut t| t.get_mut("body").map(Value::take))
                 .unwrap_or(Value::Null);
             let body = serde_json::to_string(&body).ok();
@@ -282,8 +277,9 @@ mod tests {
         assert_eq!(stored[0], None, "the trigger's body is not stored again");
         assert_eq!(stored[1].as_deref(), Some(redacted.to_string().as_str()));
         assert_eq!(stored[2].as_deref(), Some(body.to_string().as_str()));
+        let run = store.get_run("run_1").await.unwrap().unwrap();
         let inputs: Vec<Value> = store
-            .run_steps("run_1")
+            .run_steps(&run)
             .await
             .unwrap()
             .iter()

@@ -95,7 +95,7 @@ impl RunData {
 }
 
 async fn run_data(app: &App, run: runs::Model) -> Result<RunData, Error> {
-    let steps = app.store.run_steps(&run.id).await?;
+    let steps = app.store.run_steps(&run).await?;
     let trigger = serde_json::from_str(&run.trigger).unwrap_or(Value::Null);
     Ok(RunData {
         run,

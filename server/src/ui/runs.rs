@@ -202,7 +202,7 @@ fn parse(t: &Option<String>) -> Option<Value> {
 }
 
 async fn run_partial(app: &App, ui: &Ui, run: runs::Model) -> Result<RunPartial, Error> {
-    let mut steps = app.store.run_steps(&run.id).await?;
+    let mut steps = app.store.run_steps(&run).await?;
     let flow = app
         .catalog
         .version(&app.store, &app.registry, &run.flow, run.version)

@@ -71,7 +71,7 @@ async fn find(app: &App, id: &str) -> Result<runs::Model, Error> {
 
 /// A run with its trigger, steps (in the flow's order) and chained child runs.
 pub async fn run_detail(app: &App, run: runs::Model) -> Result<Value, Error> {
-    let mut steps = app.store.run_steps(&run.id).await?;
+    let mut steps = app.store.run_steps(&run).await?;
     if let Ok(flow) = app
         .catalog
         .version(&app.store, &app.registry, &run.flow, run.version)
